@@ -1,0 +1,445 @@
+//! Typed TOML configuration: `${VAR}` expansion from the environment, unknown keys rejected,
+//! and [`Config::validate`] cross-checks, so a mistake fails at startup naming the file and key.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::secret::Secret;
+
+/// The configuration `serve` uses when no `--config` is given: a local development setup.
+pub const EMBEDDED_DEFAULT: &str = include_str!("../config/default.toml");
+pub const EMBEDDED_DEFAULT_NAME: &str = "<embedded config/default.toml>";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: cannot read the file: {source}")]
+    Read {
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{file}: not valid TOML: {message}")]
+    Syntax { file: String, message: String },
+    #[error(
+        "{file}: key `{key}`: environment variable `{var}` is not set; export it, or write `${{{var}:-default}}` to give a default"
+    )]
+    MissingEnv {
+        file: String,
+        key: String,
+        var: String,
+    },
+    #[error("{file}: key `{key}`: {message}")]
+    Invalid {
+        file: String,
+        key: String,
+        message: String,
+    },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub storage: StorageConfig,
+    #[serde(default)]
+    pub webhooks: Vec<WebhookConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address the HTTP server binds.
+    pub listen: SocketAddr,
+    /// Largest delivery body accepted; larger ones get 413.
+    pub body_limit_bytes: usize,
+    /// How long shutdown waits for in-flight requests before giving up.
+    pub shutdown_grace_ms: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            body_limit_bytes: 1024 * 1024,
+            shutdown_grace_ms: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Synchronous {
+    Off,
+    Normal,
+    Full,
+    Extra,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// `sqlite://PATH` (relative paths are relative to the working directory).
+    pub url: String,
+    /// SQLite `synchronous`: `full` (default) makes every commit durable before the 200.
+    pub synchronous: Synchronous,
+    /// How long a writer waits for a lock before failing.
+    pub busy_timeout_ms: u64,
+    /// Most deliveries committed together in one transaction.
+    pub group_commit_max: usize,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            url: "sqlite://data/switchboard.db".to_owned(),
+            synchronous: Synchronous::Full,
+            busy_timeout_ms: 5_000,
+            group_commit_max: 512,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// Served at `POST /webhooks/{name}`.
+    pub name: String,
+    /// Signing secrets; a delivery signed with any of them is accepted (rotation).
+    pub secrets: Vec<Secret>,
+}
+
+impl Config {
+    /// Reads, expands and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            file: file.clone(),
+            source,
+        })?;
+        Config::parse(&file, &text, |var| std::env::var(var).ok())
+    }
+
+    /// The built-in development configuration.
+    pub fn embedded_default() -> Result<Config, ConfigError> {
+        Config::parse(EMBEDDED_DEFAULT_NAME, EMBEDDED_DEFAULT, |var| {
+            std::env::var(var).ok()
+        })
+    }
+
+    /// Parses `text` (named `file` in errors), reading `${VAR}` through `env`.
+    pub fn parse(
+        file: &str,
+        text: &str,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let mut value: toml::Value = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            file: file.to_owned(),
+            message: e.message().to_owned() + &line_hint(text, e.span()),
+        })?;
+        expand_env(&mut value, &mut String::new(), &env).map_err(|(key, var)| {
+            ConfigError::MissingEnv {
+                file: file.to_owned(),
+                key,
+                var,
+            }
+        })?;
+        let mut config: Config = serde_path_to_error::deserialize(value).map_err(|e| {
+            let key = e.path().to_string();
+            ConfigError::Invalid {
+                file: file.to_owned(),
+                key: if key == "." {
+                    "(top level)".to_owned()
+                } else {
+                    key
+                },
+                message: e.into_inner().to_string(),
+            }
+        })?;
+        // An optional secret left empty (`${OLD_SECRET:-}`) is not a secret: drop it.
+        for webhook in &mut config.webhooks {
+            webhook.secrets.retain(|s| !s.expose().trim().is_empty());
+        }
+        config.validate(file)?;
+        Ok(config)
+    }
+
+    /// Cross-field checks that serde cannot express.
+    pub fn validate(&self, file: &str) -> Result<(), ConfigError> {
+        let invalid = |key: String, message: String| ConfigError::Invalid {
+            file: file.to_owned(),
+            key,
+            message,
+        };
+        if self.webhooks.is_empty() {
+            return Err(invalid(
+                "webhooks".to_owned(),
+                "no webhook is configured; add a [[webhooks]] table with `name` and `secrets`"
+                    .to_owned(),
+            ));
+        }
+        let mut names = HashSet::new();
+        for (i, webhook) in self.webhooks.iter().enumerate() {
+            let valid_name = !webhook.name.is_empty()
+                && webhook.name.len() <= 64
+                && webhook
+                    .name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            if !valid_name {
+                return Err(invalid(
+                    format!("webhooks[{i}].name"),
+                    format!(
+                        "`{}` is not a valid name: use 1-64 letters, digits, `-` or `_` (it becomes the URL path /webhooks/NAME)",
+                        webhook.name
+                    ),
+                ));
+            }
+            if !names.insert(webhook.name.as_str()) {
+                return Err(invalid(
+                    format!("webhooks[{i}].name"),
+                    format!(
+                        "`{}` is used by another webhook; names must be unique",
+                        webhook.name
+                    ),
+                ));
+            }
+            if webhook.secrets.is_empty() {
+                return Err(invalid(
+                    format!("webhooks[{i}].secrets"),
+                    "at least one non-empty secret is needed to verify X-Webhook-Signature; for example `secrets = [\"${MY_WEBHOOK_SECRET}\"]`".to_owned(),
+                ));
+            }
+        }
+        if self.storage.sqlite_path().is_none() {
+            return Err(invalid(
+                "storage.url".to_owned(),
+                format!(
+                    "`{}` is not supported: use `sqlite://PATH`, for example `sqlite://data/switchboard.db`",
+                    self.storage.url
+                ),
+            ));
+        }
+        if !(1024..=64 * 1024 * 1024).contains(&self.server.body_limit_bytes) {
+            return Err(invalid(
+                "server.body_limit_bytes".to_owned(),
+                format!(
+                    "{} is out of range: use 1024 to 67108864 (default 1048576)",
+                    self.server.body_limit_bytes
+                ),
+            ));
+        }
+        if !(1..=100_000).contains(&self.storage.group_commit_max) {
+            return Err(invalid(
+                "storage.group_commit_max".to_owned(),
+                "use 1 to 100000 (default 512)".to_owned(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl StorageConfig {
+    /// The database file named by `url`, if it is a SQLite URL.
+    pub fn sqlite_path(&self) -> Option<PathBuf> {
+        let rest = self.url.strip_prefix("sqlite:")?;
+        let path = rest.strip_prefix("//").unwrap_or(rest);
+        let path = path.split('?').next().unwrap_or(path);
+        (!path.is_empty()).then(|| PathBuf::from(path))
+    }
+}
+
+/// Replaces `${VAR}` / `${VAR:-default}` in every string; `$${` stands for a literal `${`.
+/// On a missing variable returns (key path, variable name).
+fn expand_env(
+    value: &mut toml::Value,
+    path: &mut String,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<(), (String, String)> {
+    match value {
+        toml::Value::String(s) => {
+            *s = expand_string(s, env).map_err(|var| (path.clone(), var))?;
+        }
+        toml::Value::Array(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                let len = path.len();
+                path.push_str(&format!("[{i}]"));
+                expand_env(item, path, env)?;
+                path.truncate(len);
+            }
+        }
+        toml::Value::Table(table) => {
+            for (key, item) in table.iter_mut() {
+                let len = path.len();
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(key);
+                expand_env(item, path, env)?;
+                path.truncate(len);
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn expand_string(input: &str, env: &impl Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(input.len());
+    let mut rest = input;
+    while let Some(pos) = rest.find('$') {
+        out.push_str(&rest[..pos]);
+        let after = &rest[pos..];
+        if let Some(stripped) = after.strip_prefix("$${") {
+            out.push_str("${");
+            rest = stripped;
+        } else if let Some(inner) = after.strip_prefix("${") {
+            let Some(end) = inner.find('}') else {
+                out.push_str(after);
+                return Ok(out);
+            };
+            let expr = &inner[..end];
+            let (var, default) = match expr.split_once(":-") {
+                Some((var, default)) => (var, Some(default)),
+                None => (expr, None),
+            };
+            match (env(var).filter(|v| !v.is_empty()), default) {
+                (Some(v), _) => out.push_str(&v),
+                (None, Some(d)) => out.push_str(d),
+                (None, None) => return Err(var.to_owned()),
+            }
+            rest = &inner[end + 1..];
+        } else {
+            out.push('$');
+            rest = &after[1..];
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn line_hint(text: &str, span: Option<std::ops::Range<usize>>) -> String {
+    match span {
+        Some(span) => {
+            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+            format!(" (line {line})")
+        }
+        None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse("test.toml", text, |var| match var {
+            "SECRET" => Some("s3cret".to_owned()),
+            _ => None,
+        })
+    }
+
+    const MINIMAL: &str = "[[webhooks]]\nname = \"support\"\nsecrets = [\"${SECRET}\"]\n";
+
+    #[test]
+    fn minimal_config_gets_defaults_and_expands_env() {
+        let config = parse(MINIMAL).expect("valid");
+        assert_eq!(config.webhooks[0].secrets[0].expose(), "s3cret");
+        assert_eq!(config.server.body_limit_bytes, 1024 * 1024);
+        assert_eq!(config.storage.synchronous, Synchronous::Full);
+        assert_eq!(
+            config.storage.sqlite_path(),
+            Some(PathBuf::from("data/switchboard.db"))
+        );
+    }
+
+    #[test]
+    fn missing_env_var_names_file_key_and_variable() {
+        let err = parse("[[webhooks]]\nname = \"a\"\nsecrets = [\"${NOPE}\"]\n").unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("test.toml"), "{text}");
+        assert!(text.contains("webhooks[0].secrets[0]"), "{text}");
+        assert!(text.contains("NOPE"), "{text}");
+    }
+
+    #[test]
+    fn default_and_escape_forms_expand() {
+        let env = |_: &str| None;
+        assert_eq!(
+            expand_string("${X:-fallback}", &env).as_deref(),
+            Ok("fallback")
+        );
+        assert_eq!(expand_string("a$${X}b", &env).as_deref(), Ok("a${X}b"));
+        assert_eq!(expand_string("cost $5", &env).as_deref(), Ok("cost $5"));
+    }
+
+    #[test]
+    fn unknown_key_is_rejected_with_its_path() {
+        let err = parse(&format!(
+            "{MINIMAL}[server]\nlisten = \"127.0.0.1:1\"\nport = 3\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("server"), "{err}");
+        assert!(err.contains("unknown field `port`"), "{err}");
+    }
+
+    #[test]
+    fn bad_enum_value_names_the_key_and_choices() {
+        let err = parse(&format!("{MINIMAL}[storage]\nsynchronous = \"fast\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("storage.synchronous"), "{err}");
+        assert!(err.contains("`full`"), "{err}");
+    }
+
+    #[test]
+    fn duplicate_webhook_names_are_rejected() {
+        let err = parse(&format!("{MINIMAL}{MINIMAL}"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("webhooks[1].name"), "{err}");
+    }
+
+    #[test]
+    fn empty_optional_secrets_are_dropped_but_one_is_required() {
+        let config = parse("[[webhooks]]\nname = \"a\"\nsecrets = [\"${SECRET}\", \"${OLD:-}\"]\n")
+            .expect("valid");
+        assert_eq!(config.webhooks[0].secrets.len(), 1);
+        let err = parse("[[webhooks]]\nname = \"a\"\nsecrets = [\"${OLD:-}\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("webhooks[0].secrets"), "{err}");
+    }
+
+    #[test]
+    fn no_webhooks_is_an_error() {
+        let err = parse("").unwrap_err().to_string();
+        assert!(err.contains("[[webhooks]]"), "{err}");
+    }
+
+    #[test]
+    fn syntax_error_names_the_line() {
+        let err = parse("[server\n").unwrap_err().to_string();
+        assert!(err.contains("test.toml"), "{err}");
+        assert!(err.contains("line 1"), "{err}");
+    }
+
+    #[test]
+    fn non_sqlite_storage_is_rejected() {
+        let err = parse(&format!("{MINIMAL}[storage]\nurl = \"postgres://x\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("storage.url"), "{err}");
+    }
+
+    #[test]
+    fn embedded_default_is_valid() {
+        let config = Config::parse(EMBEDDED_DEFAULT_NAME, EMBEDDED_DEFAULT, |_| None);
+        assert!(config.is_ok(), "{config:?}");
+    }
+}

@@ -1,0 +1,116 @@
+//! The SQLite pool (WAL, durable commits, busy timeout, foreign keys) and the migrations in
+//! `migrations/`, embedded in the binary.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::migrate::Migrator;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::SqlitePool;
+
+use crate::config::{StorageConfig, Synchronous};
+
+/// The schema, compiled in from `migrations/`.
+pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("storage.url `{0}` is not a SQLite URL")]
+    NotSqlite(String),
+    #[error("cannot create the database directory {path}: {source}")]
+    CreateDir {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("no database at {0}: start `switchboard serve` with this config first")]
+    Missing(String),
+    #[error("cannot open the database {path}: {source}")]
+    Open {
+        path: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("cannot apply migrations to {path}: {source}")]
+    Migrate {
+        path: String,
+        #[source]
+        source: sqlx::migrate::MigrateError,
+    },
+}
+
+/// Opens (creating if needed) the database for the server and applies pending migrations.
+pub async fn open_for_server(storage: &StorageConfig) -> Result<SqlitePool, DbError> {
+    let path = storage
+        .sqlite_path()
+        .ok_or_else(|| DbError::NotSqlite(storage.url.clone()))?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|source| DbError::CreateDir {
+            path: dir.display().to_string(),
+            source,
+        })?;
+    }
+    let pool = connect(storage, true).await?;
+    MIGRATOR
+        .run(&pool)
+        .await
+        .map_err(|source| DbError::Migrate {
+            path: path.display().to_string(),
+            source,
+        })?;
+    Ok(pool)
+}
+
+/// Opens an existing database for the command line; never creates one.
+pub async fn open_existing(storage: &StorageConfig) -> Result<SqlitePool, DbError> {
+    let path = storage
+        .sqlite_path()
+        .ok_or_else(|| DbError::NotSqlite(storage.url.clone()))?;
+    if !path.exists() {
+        return Err(DbError::Missing(path.display().to_string()));
+    }
+    connect(storage, false).await
+}
+
+async fn connect(storage: &StorageConfig, create: bool) -> Result<SqlitePool, DbError> {
+    let path = storage
+        .sqlite_path()
+        .ok_or_else(|| DbError::NotSqlite(storage.url.clone()))?;
+    let open_err = |source| DbError::Open {
+        path: path.display().to_string(),
+        source,
+    };
+    let options = SqliteConnectOptions::from_str("sqlite://")
+        .map_err(open_err)?
+        .filename(&path)
+        .create_if_missing(create)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(match storage.synchronous {
+            Synchronous::Off => SqliteSynchronous::Off,
+            Synchronous::Normal => SqliteSynchronous::Normal,
+            Synchronous::Full => SqliteSynchronous::Full,
+            Synchronous::Extra => SqliteSynchronous::Extra,
+        })
+        .busy_timeout(Duration::from_millis(storage.busy_timeout_ms))
+        .foreign_keys(true)
+        .pragma("temp_store", "memory");
+    SqlitePoolOptions::new()
+        .max_connections(4)
+        .min_connections(1)
+        .connect_with(options)
+        .await
+        .map_err(open_err)
+}
+
+/// True when every embedded migration has been applied successfully.
+pub async fn migrations_applied(pool: &SqlitePool) -> Result<bool, sqlx::Error> {
+    let applied: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations WHERE success = 1")
+            .fetch_one(pool)
+            .await?;
+    let expected = MIGRATOR
+        .iter()
+        .filter(|m| m.migration_type.is_up_migration())
+        .count();
+    Ok(usize::try_from(applied).unwrap_or(0) >= expected)
+}

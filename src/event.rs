@@ -1,0 +1,423 @@
+//! A Kapso event as switchboard keeps it: event type, the identifiers that route and deduplicate
+//! it, and the payload normalised to the v2 shape. Pure: no I/O.
+
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+/// Event types documented by Kapso (CONTRACT.md §3.1). Anything else is kept and flagged.
+pub const KNOWN_EVENT_TYPES: &[&str] = &[
+    "whatsapp.message.received",
+    "whatsapp.message.sent",
+    "whatsapp.message.delivered",
+    "whatsapp.message.read",
+    "whatsapp.message.failed",
+    "whatsapp.conversation.created",
+    "whatsapp.conversation.ended",
+    "whatsapp.conversation.inactive",
+    "whatsapp.phone_number.created",
+    "whatsapp.phone_number.deleted",
+    "whatsapp.config.created",
+    "whatsapp.config.deleted",
+    "workflow.execution.handoff",
+    "workflow.execution.failed",
+    "project.event",
+];
+
+/// Flag: the event type is not one Kapso documents. The event is stored anyway.
+pub const FLAG_UNKNOWN_TYPE: &str = "unknown_event_type";
+/// Flag: the identifier the event type should carry is missing; the fallback key was used.
+pub const FLAG_MISSING_IDENTIFIER: &str = "missing_identifier";
+/// Flag: a v1 payload whose phone number could not be found.
+pub const FLAG_V1_PARTIAL: &str = "v1_partial";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PayloadVersion {
+    V1,
+    V2,
+}
+
+impl PayloadVersion {
+    /// Reads `X-Webhook-Payload-Version`; anything but `v1` is treated as v2 (Kapso's default),
+    /// and a v1 body without the header is recognised by its `whatsapp_config` object.
+    pub fn detect(header: Option<&str>, payload: &Map<String, Value>) -> Self {
+        match header.map(str::trim) {
+            Some(v) if v.eq_ignore_ascii_case("v1") => PayloadVersion::V1,
+            Some(v) if v.eq_ignore_ascii_case("v2") => PayloadVersion::V2,
+            _ if payload.get("whatsapp_config").is_some_and(Value::is_object) => PayloadVersion::V1,
+            _ => PayloadVersion::V2,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PayloadVersion::V1 => "v1",
+            PayloadVersion::V2 => "v2",
+        }
+    }
+}
+
+/// The key that makes two deliveries of the same event collide in the inbox. Together with the
+/// event type it is unique (CONTRACT.md §3.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DedupeKey(String);
+
+impl DedupeKey {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Where an event came from inside its delivery; used only when the event has no identifier.
+#[derive(Debug, Clone, Copy)]
+pub struct Origin<'a> {
+    pub idempotency_key: Option<&'a str>,
+    /// Position in a batch (0 for a single event).
+    pub index: usize,
+}
+
+/// One event, normalised. Built only by [`Event::from_payload`].
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub event_type: String,
+    pub payload_version: PayloadVersion,
+    pub phone_number_id: Option<String>,
+    pub conversation_id: Option<String>,
+    pub message_id: Option<String>,
+    pub message_type: Option<String>,
+    pub direction: Option<String>,
+    /// The message's own timestamp (Unix seconds), when the payload has one.
+    pub occurred_at: Option<i64>,
+    pub dedupe_key: DedupeKey,
+    pub flags: Vec<&'static str>,
+    pub payload: Value,
+}
+
+impl Event {
+    /// Normalises one event payload (a JSON object) of the given type.
+    pub fn from_payload(
+        event_type: &str,
+        version: PayloadVersion,
+        mut payload: Map<String, Value>,
+        origin: Origin<'_>,
+    ) -> Event {
+        let mut flags = Vec::new();
+        if version == PayloadVersion::V1 && !normalise_v1(&mut payload) {
+            flags.push(FLAG_V1_PARTIAL);
+        }
+        if !KNOWN_EVENT_TYPES.contains(&event_type) {
+            flags.push(FLAG_UNKNOWN_TYPE);
+        }
+        let payload = Value::Object(payload);
+
+        let message = payload.get("message");
+        let conversation = payload.get("conversation");
+        let phone_number_id = str_at(&payload, &["phone_number_id"])
+            .or_else(|| conversation.and_then(|c| str_at(c, &["phone_number_id"])))
+            .or_else(|| message.and_then(|m| str_at(m, &["kapso", "phone_number_id"])));
+        let conversation_id = conversation.and_then(|c| str_at(c, &["id"]));
+        let message_id = message.and_then(|m| str_at(m, &["id"]));
+        let message_type = message.and_then(|m| str_at(m, &["type"]));
+        let direction = message.and_then(|m| str_at(m, &["kapso", "direction"]));
+        let occurred_at = message
+            .and_then(|m| m.get("timestamp"))
+            .and_then(as_unix_seconds);
+
+        let dedupe_key = match natural_key(event_type, &payload) {
+            Some(key) => DedupeKey(key),
+            None => {
+                if KNOWN_EVENT_TYPES.contains(&event_type) {
+                    flags.push(FLAG_MISSING_IDENTIFIER);
+                }
+                fallback_key(&payload, origin)
+            }
+        };
+
+        Event {
+            event_type: event_type.to_owned(),
+            payload_version: version,
+            phone_number_id,
+            conversation_id,
+            message_id,
+            message_type,
+            direction,
+            occurred_at,
+            dedupe_key,
+            flags,
+            payload,
+        }
+    }
+
+    /// Flags as stored: `None` when the event was fully understood.
+    pub fn flags_text(&self) -> Option<String> {
+        (!self.flags.is_empty()).then(|| self.flags.join(","))
+    }
+}
+
+/// The identifier CONTRACT.md §3.1 names for each event type, or `None` when the type has none
+/// or the payload lacks it.
+fn natural_key(event_type: &str, payload: &Value) -> Option<String> {
+    let message_id = || str_at(payload, &["message", "id"]);
+    let conversation_id = || str_at(payload, &["conversation", "id"]);
+    if let Some(status) = event_type.strip_prefix("whatsapp.message.") {
+        let id = message_id()?;
+        return Some(if status == "received" {
+            format!("msg:{id}")
+        } else {
+            format!("msg:{id}:{status}")
+        });
+    }
+    if event_type == "whatsapp.conversation.inactive" {
+        let conv = conversation_id()?;
+        let since = str_at(payload, &["since_message", "id"])
+            .or_else(|| str_at(payload, &["since_message", "whatsapp_message_id"]))?;
+        let minutes = payload.get("inactivity").and_then(|i| i.get("minutes"))?;
+        return Some(format!("conv:{conv}:since:{since}:after:{minutes}"));
+    }
+    if event_type.starts_with("whatsapp.conversation.") {
+        return conversation_id().map(|c| format!("conv:{c}"));
+    }
+    if event_type.starts_with("whatsapp.phone_number.") {
+        return str_at(payload, &["phone_number_id"]).map(|p| format!("phone:{p}"));
+    }
+    if event_type.starts_with("whatsapp.config.") {
+        return str_at(payload, &["whatsapp_config", "id"]).map(|c| format!("config:{c}"));
+    }
+    if event_type.starts_with("workflow.execution.") {
+        return str_at(payload, &["workflow_execution_id"]).map(|w| format!("workflow:{w}"));
+    }
+    None
+}
+
+/// For events without an identifier: the delivery's idempotency key plus the position in the
+/// batch (stable across Kapso's retries of that delivery), else a hash of the payload itself.
+fn fallback_key(payload: &Value, origin: Origin<'_>) -> DedupeKey {
+    match origin.idempotency_key {
+        Some(key) if !key.is_empty() => DedupeKey(format!("idem:{key}#{}", origin.index)),
+        _ => {
+            // serde_json's map is ordered by key, so equal payloads serialise to equal bytes.
+            let digest = Sha256::digest(payload.to_string().as_bytes());
+            DedupeKey(format!("sha256:{}", hex::encode(digest)))
+        }
+    }
+}
+
+/// Rewrites a v1 payload into the v2 shape in place, keeping the v1 fields beside the v2 ones.
+/// Returns false when the phone number could not be found.
+fn normalise_v1(payload: &mut Map<String, Value>) -> bool {
+    let phone_number_id = payload
+        .get("whatsapp_config")
+        .and_then(|c| str_at(c, &["phone_number_id"]));
+    if let Some(id) = &phone_number_id {
+        payload
+            .entry("phone_number_id")
+            .or_insert_with(|| Value::String(id.clone()));
+        if let Some(Value::Object(conversation)) = payload.get_mut("conversation") {
+            conversation
+                .entry("phone_number_id")
+                .or_insert_with(|| Value::String(id.clone()));
+        }
+    }
+    if let Some(Value::Object(message)) = payload.get_mut("message") {
+        if let Some(kind) = message.get("message_type").cloned() {
+            message.entry("type").or_insert(kind.clone());
+            if kind == "text" {
+                if let Some(content) = message.get("content").cloned() {
+                    message
+                        .entry("text")
+                        .or_insert_with(|| serde_json::json!({ "body": content }));
+                }
+            }
+        }
+        let mut kapso = Map::new();
+        for field in ["direction", "origin", "status", "content"] {
+            if let Some(value) = message.get(field) {
+                kapso.insert(field.to_owned(), value.clone());
+            }
+        }
+        if !kapso.is_empty() {
+            if let Value::Object(existing) = message
+                .entry("kapso")
+                .or_insert_with(|| Value::Object(Map::new()))
+            {
+                for (k, v) in kapso {
+                    existing.entry(k).or_insert(v);
+                }
+            }
+        }
+    }
+    phone_number_id.is_some()
+}
+
+/// A string (or number, rendered) at a path of object keys.
+pub fn str_at(value: &Value, path: &[&str]) -> Option<String> {
+    let mut current = value;
+    for key in path {
+        current = current.get(key)?;
+    }
+    match current {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// Kapso sends Unix seconds as a string; accept a number too.
+fn as_unix_seconds(value: &Value) -> Option<i64> {
+    match value {
+        Value::String(s) => s.trim().parse().ok(),
+        Value::Number(n) => n.as_i64(),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn event(event_type: &str, payload: Value) -> Event {
+        let Value::Object(map) = payload else {
+            panic!("test payload must be an object")
+        };
+        Event::from_payload(
+            event_type,
+            PayloadVersion::V2,
+            map,
+            Origin {
+                idempotency_key: Some("idem-1"),
+                index: 0,
+            },
+        )
+    }
+
+    #[test]
+    fn received_message_is_keyed_by_wamid_and_carries_routing_fields() {
+        let e = event(
+            "whatsapp.message.received",
+            json!({"message": {"id": "wamid.A", "type": "text", "timestamp": "1764093600",
+                    "kapso": {"direction": "inbound"}},
+                   "conversation": {"id": "conv-1", "phone_number_id": "111"},
+                   "phone_number_id": "222"}),
+        );
+        assert_eq!(e.dedupe_key.as_str(), "msg:wamid.A");
+        assert_eq!(e.phone_number_id.as_deref(), Some("222"));
+        assert_eq!(e.conversation_id.as_deref(), Some("conv-1"));
+        assert_eq!(e.message_type.as_deref(), Some("text"));
+        assert_eq!(e.direction.as_deref(), Some("inbound"));
+        assert_eq!(e.occurred_at, Some(1_764_093_600));
+        assert!(e.flags.is_empty());
+    }
+
+    #[test]
+    fn status_events_of_one_message_get_distinct_keys() {
+        let p = json!({"message": {"id": "wamid.OUT"}});
+        let delivered = event("whatsapp.message.delivered", p.clone());
+        let read = event("whatsapp.message.read", p);
+        assert_ne!(delivered.dedupe_key, read.dedupe_key);
+    }
+
+    #[test]
+    fn inactive_events_differ_by_anchor_and_minutes() {
+        let base = |since: &str, minutes: u32| {
+            event(
+                "whatsapp.conversation.inactive",
+                json!({"conversation": {"id": "c"}, "since_message": {"id": since},
+                       "inactivity": {"minutes": minutes}}),
+            )
+            .dedupe_key
+        };
+        assert_eq!(base("m1", 30), base("m1", 30));
+        assert_ne!(base("m1", 30), base("m2", 30));
+        assert_ne!(base("m1", 30), base("m1", 60));
+    }
+
+    #[test]
+    fn unknown_type_is_flagged_and_keyed_by_idempotency_key_and_position() {
+        let e = event("whatsapp.something.new", json!({"x": 1}));
+        assert_eq!(e.flags, vec![FLAG_UNKNOWN_TYPE]);
+        assert_eq!(e.dedupe_key.as_str(), "idem:idem-1#0");
+    }
+
+    #[test]
+    fn known_type_without_identifier_is_flagged() {
+        let e = event("whatsapp.message.received", json!({"message": {}}));
+        assert_eq!(e.flags, vec![FLAG_MISSING_IDENTIFIER]);
+    }
+
+    #[test]
+    fn without_idempotency_key_equal_payloads_hash_equal() {
+        let make = |v: Value| {
+            let Value::Object(map) = v else { panic!() };
+            Event::from_payload(
+                "custom",
+                PayloadVersion::V2,
+                map,
+                Origin {
+                    idempotency_key: None,
+                    index: 0,
+                },
+            )
+            .dedupe_key
+        };
+        assert_eq!(make(json!({"a": 1, "b": 2})), make(json!({"b": 2, "a": 1})));
+        assert_ne!(make(json!({"a": 1})), make(json!({"a": 2})));
+    }
+
+    #[test]
+    fn v1_payload_is_normalised_to_v2_fields() {
+        let Value::Object(map) = json!({
+            "message": {"id": "wamid.V1", "message_type": "text", "content": "hello",
+                        "direction": "inbound", "origin": "cloud_api"},
+            "conversation": {"id": "c1", "whatsapp_config_id": "cfg"},
+            "whatsapp_config": {"id": "cfg", "phone_number_id": "106540352242922"},
+            "is_new_conversation": true
+        }) else {
+            panic!()
+        };
+        let origin = Origin {
+            idempotency_key: None,
+            index: 0,
+        };
+        let e = Event::from_payload("whatsapp.message.received", PayloadVersion::V1, map, origin);
+        assert!(e.flags.is_empty(), "{:?}", e.flags);
+        assert_eq!(e.phone_number_id.as_deref(), Some("106540352242922"));
+        assert_eq!(e.message_type.as_deref(), Some("text"));
+        assert_eq!(e.direction.as_deref(), Some("inbound"));
+        assert_eq!(e.payload["message"]["text"]["body"], "hello");
+        assert_eq!(
+            e.payload["conversation"]["phone_number_id"],
+            "106540352242922"
+        );
+    }
+
+    #[test]
+    fn v1_without_config_is_flagged_partial() {
+        let Value::Object(map) = json!({"message": {"id": "wamid.V1"}}) else {
+            panic!()
+        };
+        let origin = Origin {
+            idempotency_key: None,
+            index: 0,
+        };
+        let e = Event::from_payload("whatsapp.message.received", PayloadVersion::V1, map, origin);
+        assert_eq!(e.flags, vec![FLAG_V1_PARTIAL]);
+    }
+
+    #[test]
+    fn version_is_detected_from_header_then_body() {
+        let Value::Object(v1_body) = json!({"whatsapp_config": {"id": "x"}}) else {
+            panic!()
+        };
+        let empty = Map::new();
+        assert_eq!(
+            PayloadVersion::detect(Some("v1"), &empty),
+            PayloadVersion::V1
+        );
+        assert_eq!(PayloadVersion::detect(None, &v1_body), PayloadVersion::V1);
+        assert_eq!(
+            PayloadVersion::detect(Some("v2"), &v1_body),
+            PayloadVersion::V2
+        );
+        assert_eq!(PayloadVersion::detect(None, &empty), PayloadVersion::V2);
+    }
+}

@@ -1,0 +1,254 @@
+//! All SQL that touches the inbox tables (`deliveries`, `events`, `quarantine`).
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool};
+
+use super::{DeliveryOutcome, NewDelivery, NewQuarantine};
+use crate::event::Event;
+
+pub(super) async fn begin_immediate(conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
+
+pub(super) async fn commit(conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
+    sqlx::query("COMMIT").execute(conn).await.map(|_| ())
+}
+
+/// Best effort: after a failed statement SQLite may already have rolled back.
+pub(super) async fn rollback(conn: &mut SqliteConnection) {
+    let _ = sqlx::query("ROLLBACK").execute(conn).await;
+}
+
+pub(super) async fn insert_delivery(
+    conn: &mut SqliteConnection,
+    d: &NewDelivery,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "INSERT INTO deliveries
+             (webhook, received_at, body_bytes, idempotency_key, event_header, payload_version, batch, events)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+         RETURNING id",
+    )
+    .bind(&d.webhook)
+    .bind(d.received_at_ms)
+    .bind(i64::try_from(d.body_bytes).unwrap_or(i64::MAX))
+    .bind(&d.idempotency_key)
+    .bind(&d.event_header)
+    .bind(&d.payload_version)
+    .bind(d.batch)
+    .bind(i64::try_from(d.events.len() + d.quarantine.len()).unwrap_or(i64::MAX))
+    .fetch_one(conn)
+    .await
+}
+
+/// Inserts the event unless one with the same type and dedupe key exists. True when inserted.
+pub(super) async fn insert_event(
+    conn: &mut SqliteConnection,
+    delivery_id: i64,
+    d: &NewDelivery,
+    e: &Event,
+) -> Result<bool, sqlx::Error> {
+    let inserted: Option<i64> = sqlx::query_scalar(
+        "INSERT INTO events
+             (delivery_id, webhook, event_type, dedupe_key, payload_version, phone_number_id,
+              conversation_id, message_id, message_type, direction, occurred_at, received_at,
+              idempotency_key, flags, payload)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (event_type, dedupe_key) DO NOTHING
+         RETURNING id",
+    )
+    .bind(delivery_id)
+    .bind(&d.webhook)
+    .bind(&e.event_type)
+    .bind(e.dedupe_key.as_str())
+    .bind(e.payload_version.as_str())
+    .bind(&e.phone_number_id)
+    .bind(&e.conversation_id)
+    .bind(&e.message_id)
+    .bind(&e.message_type)
+    .bind(&e.direction)
+    .bind(e.occurred_at)
+    .bind(d.received_at_ms)
+    .bind(&d.idempotency_key)
+    .bind(e.flags_text())
+    .bind(e.payload.to_string())
+    .fetch_optional(conn)
+    .await?;
+    Ok(inserted.is_some())
+}
+
+/// Keeps a raw body that could not be understood; the same bytes on the same webhook are kept
+/// once. True when inserted.
+pub(super) async fn insert_quarantine(
+    conn: &mut SqliteConnection,
+    delivery_id: i64,
+    d: &NewDelivery,
+    q: &NewQuarantine,
+) -> Result<bool, sqlx::Error> {
+    let digest = hex::encode(Sha256::digest(&q.body));
+    let inserted: Option<i64> = sqlx::query_scalar(
+        "INSERT INTO quarantine
+             (delivery_id, webhook, received_at, reason, event_header, idempotency_key, body_sha256, body)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (webhook, body_sha256) DO NOTHING
+         RETURNING id",
+    )
+    .bind(delivery_id)
+    .bind(&d.webhook)
+    .bind(d.received_at_ms)
+    .bind(&q.reason)
+    .bind(&d.event_header)
+    .bind(&d.idempotency_key)
+    .bind(digest)
+    .bind(&q.body)
+    .fetch_optional(conn)
+    .await?;
+    Ok(inserted.is_some())
+}
+
+pub(super) async fn finish_delivery(
+    conn: &mut SqliteConnection,
+    outcome: &DeliveryOutcome,
+) -> Result<(), sqlx::Error> {
+    let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+    sqlx::query(
+        "UPDATE deliveries SET stored = ?, duplicates = ?, quarantined = ?, result = ? WHERE id = ?",
+    )
+    .bind(count(outcome.stored))
+    .bind(count(outcome.duplicates))
+    .bind(count(outcome.quarantined))
+    .bind(outcome.result())
+    .bind(outcome.delivery_id)
+    .execute(conn)
+    .await
+    .map(|_| ())
+}
+
+/// One line of `switchboard events list`.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct EventSummary {
+    pub id: i64,
+    pub received_at: i64,
+    pub webhook: String,
+    pub event_type: String,
+    pub phone_number_id: Option<String>,
+    pub conversation_id: Option<String>,
+    pub message_id: Option<String>,
+    pub message_type: Option<String>,
+    pub flags: Option<String>,
+}
+
+/// Everything stored about one event (`switchboard events show`).
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct EventDetail {
+    pub id: i64,
+    pub delivery_id: i64,
+    pub received_at: i64,
+    pub webhook: String,
+    pub event_type: String,
+    pub dedupe_key: String,
+    pub payload_version: String,
+    pub phone_number_id: Option<String>,
+    pub conversation_id: Option<String>,
+    pub message_id: Option<String>,
+    pub message_type: Option<String>,
+    pub direction: Option<String>,
+    pub occurred_at: Option<i64>,
+    pub idempotency_key: Option<String>,
+    pub flags: Option<String>,
+    pub payload: String,
+}
+
+/// One quarantined body.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct QuarantineEntry {
+    pub id: i64,
+    pub delivery_id: i64,
+    pub received_at: i64,
+    pub webhook: String,
+    pub reason: String,
+    pub event_header: Option<String>,
+    pub idempotency_key: Option<String>,
+    pub body_sha256: String,
+    #[serde(skip)]
+    pub body: Vec<u8>,
+}
+
+/// Filters for [`list_events`]; all optional.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    pub webhook: Option<String>,
+    pub event_type: Option<String>,
+    pub flagged_only: bool,
+    pub limit: i64,
+}
+
+/// Newest first.
+pub async fn list_events(
+    pool: &SqlitePool,
+    filter: &EventFilter,
+) -> Result<Vec<EventSummary>, sqlx::Error> {
+    let mut query: QueryBuilder<Sqlite> = QueryBuilder::new(
+        "SELECT id, received_at, webhook, event_type, phone_number_id, conversation_id,
+                message_id, message_type, flags
+         FROM events WHERE 1 = 1",
+    );
+    if let Some(webhook) = &filter.webhook {
+        query.push(" AND webhook = ").push_bind(webhook);
+    }
+    if let Some(event_type) = &filter.event_type {
+        query.push(" AND event_type = ").push_bind(event_type);
+    }
+    if filter.flagged_only {
+        query.push(" AND flags IS NOT NULL");
+    }
+    query
+        .push(" ORDER BY id DESC LIMIT ")
+        .push_bind(filter.limit);
+    query.build_query_as().fetch_all(pool).await
+}
+
+pub async fn get_event(pool: &SqlitePool, id: i64) -> Result<Option<EventDetail>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, delivery_id, received_at, webhook, event_type, dedupe_key, payload_version,
+                phone_number_id, conversation_id, message_id, message_type, direction,
+                occurred_at, idempotency_key, flags, payload
+         FROM events WHERE id = ?",
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await
+}
+
+/// Newest first.
+pub async fn list_quarantine(
+    pool: &SqlitePool,
+    limit: i64,
+) -> Result<Vec<QuarantineEntry>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, delivery_id, received_at, webhook, reason, event_header, idempotency_key,
+                body_sha256, body
+         FROM quarantine ORDER BY id DESC LIMIT ?",
+    )
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
+pub async fn get_quarantine(
+    pool: &SqlitePool,
+    id: i64,
+) -> Result<Option<QuarantineEntry>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, delivery_id, received_at, webhook, reason, event_header, idempotency_key,
+                body_sha256, body
+         FROM quarantine WHERE id = ?",
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await
+}

@@ -1,0 +1,134 @@
+//! The single writer: takes every delivery queued since its last commit and writes them in one
+//! transaction. If that transaction fails, each delivery is retried in its own, so one bad
+//! delivery cannot fail its neighbours.
+
+use sqlx::pool::PoolConnection;
+use sqlx::{Sqlite, SqlitePool};
+use tokio::sync::mpsc;
+
+use super::{store, DeliveryOutcome, InboxError, NewDelivery, WriteRequest};
+
+/// Group-commit tuning.
+#[derive(Debug, Clone, Copy)]
+pub struct GroupCommit {
+    /// Most deliveries committed in one transaction.
+    pub max_batch: usize,
+    /// Deliveries that may wait for the writer before senders are held back.
+    pub queue_capacity: usize,
+}
+
+impl Default for GroupCommit {
+    fn default() -> Self {
+        GroupCommit {
+            max_batch: 512,
+            queue_capacity: 4096,
+        }
+    }
+}
+
+pub(super) async fn run(
+    pool: SqlitePool,
+    mut requests: mpsc::Receiver<WriteRequest>,
+    config: GroupCommit,
+) {
+    let mut group = Vec::with_capacity(config.max_batch);
+    while let Some(first) = requests.recv().await {
+        group.push(first);
+        while group.len() < config.max_batch {
+            match requests.try_recv() {
+                Ok(next) => group.push(next),
+                Err(_) => break,
+            }
+        }
+        write_group(&pool, &mut group).await;
+    }
+    tracing::debug!("inbox writer stopped: no more senders");
+}
+
+async fn write_group(pool: &SqlitePool, group: &mut Vec<WriteRequest>) {
+    let mut conn = match pool.acquire().await {
+        Ok(conn) => conn,
+        Err(err) => {
+            tracing::error!(error = %err, "inbox: cannot get a database connection");
+            for request in group.drain(..) {
+                let _ = request
+                    .reply
+                    .send(Err(InboxError::Database(sqlx::Error::PoolTimedOut)));
+            }
+            return;
+        }
+    };
+    let size = group.len();
+    match write_all(&mut conn, group).await {
+        Ok(outcomes) => {
+            for (request, outcome) in group.drain(..).zip(outcomes) {
+                // A dropped receiver means the client went away; the delivery is stored anyway.
+                let _ = request.reply.send(Ok(outcome));
+            }
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, group.size = size, "inbox: group commit failed, retrying deliveries one by one");
+            for request in group.drain(..) {
+                let result = write_all(&mut conn, std::slice::from_ref(&request))
+                    .await
+                    .map(|mut outcomes| outcomes.remove(0));
+                if let Err(err) = &result {
+                    tracing::error!(error = %err, webhook.name = %request.delivery.webhook, "inbox: delivery could not be stored");
+                }
+                let _ = request.reply.send(result);
+            }
+        }
+    }
+}
+
+/// Writes the deliveries in one `BEGIN IMMEDIATE` transaction and commits.
+async fn write_all(
+    conn: &mut PoolConnection<Sqlite>,
+    group: &[WriteRequest],
+) -> Result<Vec<DeliveryOutcome>, InboxError> {
+    store::begin_immediate(conn).await?;
+    let mut outcomes = Vec::with_capacity(group.len());
+    for request in group {
+        match write_one(conn, &request.delivery).await {
+            Ok(outcome) => outcomes.push(outcome),
+            Err(err) => {
+                store::rollback(conn).await;
+                return Err(err);
+            }
+        }
+    }
+    if let Err(err) = store::commit(conn).await {
+        store::rollback(conn).await;
+        return Err(err.into());
+    }
+    Ok(outcomes)
+}
+
+async fn write_one(
+    conn: &mut PoolConnection<Sqlite>,
+    delivery: &NewDelivery,
+) -> Result<DeliveryOutcome, InboxError> {
+    let delivery_id = store::insert_delivery(conn, delivery).await?;
+    let mut outcome = DeliveryOutcome {
+        delivery_id,
+        stored: 0,
+        duplicates: 0,
+        quarantined: 0,
+    };
+    for event in &delivery.events {
+        if store::insert_event(conn, delivery_id, delivery, event).await? {
+            outcome.stored += 1;
+        } else {
+            outcome.duplicates += 1;
+        }
+    }
+    for item in &delivery.quarantine {
+        if store::insert_quarantine(conn, delivery_id, delivery, item).await? {
+            outcome.quarantined += 1;
+        } else {
+            outcome.duplicates += 1;
+        }
+    }
+    store::finish_delivery(conn, &outcome).await?;
+    Ok(outcome)
+}

@@ -1,0 +1,61 @@
+//! Everything that can go wrong receiving a delivery, and the one place that turns it into an
+//! HTTP status. Internal failures become a bare 500 (Kapso will retry); details go to the log.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+use super::signature::SignatureError;
+use crate::inbox::InboxError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("no webhook with this name is configured")]
+    UnknownWebhook,
+    #[error("body is larger than {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("the request body could not be read")]
+    BodyUnreadable,
+    #[error("signature rejected: {0}")]
+    Unauthorized(#[from] SignatureError),
+    #[error(transparent)]
+    Inbox(#[from] InboxError),
+}
+
+impl IngestError {
+    /// The `result` label this failure is counted under in `switchboard_deliveries_total`.
+    pub fn result_label(&self) -> &'static str {
+        match self {
+            IngestError::UnknownWebhook => "unknown_webhook",
+            IngestError::PayloadTooLarge { .. } => "too_large",
+            IngestError::BodyUnreadable => "unreadable",
+            IngestError::Unauthorized(_) => "unauthorized",
+            IngestError::Inbox(_) => "error",
+        }
+    }
+
+    pub fn log(&self) {
+        match self {
+            IngestError::Inbox(err) => tracing::error!(error = %err, "delivery not stored"),
+            IngestError::Unauthorized(err) => tracing::warn!(reason = %err, "delivery refused"),
+            other => tracing::info!(reason = %other, "delivery refused"),
+        }
+    }
+}
+
+impl IntoResponse for IngestError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            IngestError::UnknownWebhook => StatusCode::NOT_FOUND,
+            IngestError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            IngestError::BodyUnreadable => StatusCode::BAD_REQUEST,
+            IngestError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            IngestError::Inbox(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        let message = match &self {
+            IngestError::Inbox(_) => "internal error".to_owned(),
+            other => other.to_string(),
+        };
+        (status, Json(serde_json::json!({ "error": message }))).into_response()
+    }
+}

@@ -1,0 +1,200 @@
+//! `POST /webhooks/{name}`: body limit, signature check on the raw bytes, unwrap, hand to the
+//! inbox, and answer only once the delivery is committed.
+
+pub mod delivery;
+pub mod error;
+pub mod signature;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::post;
+use axum::{Json, Router};
+use bytes::Bytes;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use tracing::Instrument;
+
+use crate::config::WebhookConfig;
+use crate::inbox::Inbox;
+use crate::metrics::{Metrics, WebhookLabels};
+use crate::secret::Secret;
+pub use error::IngestError;
+
+pub const HEADER_SIGNATURE: &str = "x-webhook-signature";
+pub const HEADER_EVENT: &str = "x-webhook-event";
+pub const HEADER_IDEMPOTENCY_KEY: &str = "x-idempotency-key";
+pub const HEADER_PAYLOAD_VERSION: &str = "x-webhook-payload-version";
+pub const HEADER_BATCH: &str = "x-webhook-batch";
+
+/// A request as it arrived, before anything in it is trusted.
+#[derive(Debug)]
+pub struct RawDelivery {
+    pub webhook: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub received_at_ms: i64,
+}
+
+impl RawDelivery {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// What the ingest route needs.
+#[derive(Clone)]
+pub struct IngestState {
+    webhooks: Arc<HashMap<String, Vec<Secret>>>,
+    inbox: Inbox,
+    metrics: Arc<Metrics>,
+    body_limit: usize,
+}
+
+impl IngestState {
+    pub fn new(
+        webhooks: &[WebhookConfig],
+        inbox: Inbox,
+        metrics: Arc<Metrics>,
+        body_limit: usize,
+    ) -> Self {
+        let webhooks = webhooks
+            .iter()
+            .map(|w| (w.name.clone(), w.secrets.clone()))
+            .collect();
+        IngestState {
+            webhooks: Arc::new(webhooks),
+            inbox,
+            metrics,
+            body_limit,
+        }
+    }
+}
+
+pub fn router(state: IngestState) -> Router {
+    Router::new()
+        .route("/webhooks/{name}", post(receive_delivery))
+        .with_state(state)
+}
+
+/// Label used in metrics for requests to a webhook name that is not configured, so that
+/// arbitrary names cannot blow up the label set.
+const UNKNOWN_WEBHOOK: &str = "(unknown)";
+
+async fn receive_delivery(
+    State(state): State<IngestState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<impl IntoResponse, IngestError> {
+    let span = tracing::info_span!("delivery", webhook.name = %name);
+    async move {
+        let result = accept_delivery(&state, name.clone(), headers, body).await;
+        match &result {
+            Ok(_) => {}
+            Err(err) => {
+                let label = if matches!(err, IngestError::UnknownWebhook) {
+                    UNKNOWN_WEBHOOK
+                } else {
+                    &name
+                };
+                state.metrics.count_delivery(label, err.result_label());
+                err.log();
+            }
+        }
+        result.map(|outcome| (StatusCode::OK, Json(outcome)))
+    }
+    .instrument(span)
+    .await
+}
+
+/// Verifies, unwraps and stores one delivery; returns once it is committed.
+async fn accept_delivery(
+    state: &IngestState,
+    name: String,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<crate::inbox::DeliveryOutcome, IngestError> {
+    let secrets = state
+        .webhooks
+        .get(&name)
+        .ok_or(IngestError::UnknownWebhook)?;
+    let body = read_body(&headers, body, state.body_limit).await?;
+    let raw = RawDelivery {
+        webhook: name,
+        headers,
+        body,
+        received_at_ms: now_ms(),
+    };
+    let verified = signature::verify(raw, secrets)?;
+    let delivery = delivery::unwrap_delivery(verified);
+    let flagged: Vec<String> = delivery
+        .events
+        .iter()
+        .filter_map(|e| e.flags_text().map(|f| format!("{} ({f})", e.event_type)))
+        .collect();
+    let webhook = delivery.webhook.clone();
+    let outcome = state.inbox.accept(delivery).await?;
+
+    let labels = WebhookLabels { webhook };
+    let metrics = &state.metrics;
+    metrics.count_delivery(&labels.webhook, outcome.result());
+    metrics
+        .events_stored
+        .get_or_create(&labels)
+        .inc_by(outcome.stored as u64);
+    metrics
+        .events_duplicate
+        .get_or_create(&labels)
+        .inc_by(outcome.duplicates as u64);
+    metrics
+        .events_quarantined
+        .get_or_create(&labels)
+        .inc_by(outcome.quarantined as u64);
+    if outcome.quarantined > 0 {
+        tracing::warn!(
+            delivery.id = outcome.delivery_id,
+            quarantined = outcome.quarantined,
+            "delivery kept in quarantine: see `switchboard events list --quarantined`"
+        );
+    }
+    if !flagged.is_empty() {
+        tracing::info!(delivery.id = outcome.delivery_id, flagged = ?flagged, "stored events flagged for attention");
+    }
+    tracing::debug!(
+        delivery.id = outcome.delivery_id,
+        stored = outcome.stored,
+        duplicates = outcome.duplicates,
+        result = outcome.result(),
+        "delivery committed"
+    );
+    Ok(outcome)
+}
+
+/// Reads the whole body, refusing more than `limit` bytes (early, by Content-Length, when sent).
+async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, IngestError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(IngestError::PayloadTooLarge { limit });
+    }
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(err) if err.downcast_ref::<LengthLimitError>().is_some() => {
+            Err(IngestError::PayloadTooLarge { limit })
+        }
+        Err(_) => Err(IngestError::BodyUnreadable),
+    }
+}
+
+fn now_ms() -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(now.as_millis()).unwrap_or(i64::MAX)
+}

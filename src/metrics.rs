@@ -1,0 +1,124 @@
+//! Prometheus metrics, one registry per running server (no globals, so tests can run several).
+
+use std::time::Duration;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DeliveryLabels {
+    pub webhook: String,
+    pub result: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WebhookLabels {
+    pub webhook: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub method: String,
+    pub path: String,
+    pub status: u16,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+pub struct Metrics {
+    registry: Registry,
+    /// Deliveries by webhook and result (stored, duplicate, quarantined, unauthorized, ...).
+    pub deliveries: Family<DeliveryLabels, Counter>,
+    pub events_stored: Family<WebhookLabels, Counter>,
+    pub events_duplicate: Family<WebhookLabels, Counter>,
+    pub events_quarantined: Family<WebhookLabels, Counter>,
+    pub request_duration: HistogramFamily<RequestLabels>,
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new([
+        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    ])
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("switchboard");
+        let deliveries = Family::<DeliveryLabels, Counter>::default();
+        let events_stored = Family::<WebhookLabels, Counter>::default();
+        let events_duplicate = Family::<WebhookLabels, Counter>::default();
+        let events_quarantined = Family::<WebhookLabels, Counter>::default();
+        let request_duration: HistogramFamily<RequestLabels> =
+            Family::new_with_constructor(latency_histogram);
+        registry.register(
+            "deliveries",
+            "Webhook deliveries received, by webhook and result",
+            deliveries.clone(),
+        );
+        registry.register(
+            "events_stored",
+            "Events stored in the inbox for the first time",
+            events_stored.clone(),
+        );
+        registry.register(
+            "events_duplicate",
+            "Events that were already in the inbox (Kapso retries and re-deliveries)",
+            events_duplicate.clone(),
+        );
+        registry.register(
+            "events_quarantined",
+            "Deliveries or batch elements kept raw because they could not be understood",
+            events_quarantined.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency by method, route and status",
+            request_duration.clone(),
+        );
+        Metrics {
+            registry,
+            deliveries,
+            events_stored,
+            events_duplicate,
+            events_quarantined,
+            request_duration,
+        }
+    }
+
+    pub fn count_delivery(&self, webhook: &str, result: &str) {
+        self.deliveries
+            .get_or_create(&DeliveryLabels {
+                webhook: webhook.to_owned(),
+                result: result.to_owned(),
+            })
+            .inc();
+    }
+
+    pub fn observe_request(&self, method: &str, path: &str, status: u16, elapsed: Duration) {
+        self.request_duration
+            .get_or_create(&RequestLabels {
+                method: method.to_owned(),
+                path: path.to_owned(),
+                status,
+            })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// The registry in the Prometheus/OpenMetrics text format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}
