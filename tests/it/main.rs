@@ -1,1 +1,9 @@
-fn main() {}
+//! One integration-test binary: real server on an ephemeral loopback port, fresh SQLite file
+//! per test, requests signed the way Kapso signs them.
+#![allow(clippy::unwrap_used, reason = "tests fail loudly on unexpected errors")]
+
+mod admin;
+mod cli;
+mod ingest;
+mod payloads;
+mod test_app;
