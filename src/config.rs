@@ -47,7 +47,37 @@ pub struct Config {
     #[serde(default)]
     pub storage: StorageConfig,
     #[serde(default)]
+    pub kapso: KapsoConfig,
+    #[serde(default)]
     pub webhooks: Vec<WebhookConfig>,
+}
+
+/// Where and how switchboard calls Kapso (Platform API and Meta proxy).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KapsoConfig {
+    /// Host only: `/platform/v1` and `/meta/whatsapp/{graph_version}` are appended.
+    pub base_url: String,
+    /// Project API key, sent as `X-API-Key`. Needed to send messages and sync webhooks.
+    pub api_key: Option<Secret>,
+    /// Graph API version of the Meta proxy path.
+    pub graph_version: String,
+    /// Timeout of one HTTP call to Kapso.
+    pub timeout_ms: u64,
+    /// Extra attempts of one call on 429, 5xx, 409 or a transport error (honouring Retry-After).
+    pub max_retries: u32,
+}
+
+impl Default for KapsoConfig {
+    fn default() -> Self {
+        KapsoConfig {
+            base_url: "https://api.kapso.ai".to_owned(),
+            api_key: None,
+            graph_version: "v24.0".to_owned(),
+            timeout_ms: 10_000,
+            max_retries: 2,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -163,6 +193,14 @@ impl Config {
         // An optional secret left empty (`${OLD_SECRET:-}`) is not a secret: drop it.
         for webhook in &mut config.webhooks {
             webhook.secrets.retain(|s| !s.expose().trim().is_empty());
+        }
+        if config
+            .kapso
+            .api_key
+            .as_ref()
+            .is_some_and(|k| k.expose().trim().is_empty())
+        {
+            config.kapso.api_key = None;
         }
         config.validate(file)?;
         Ok(config)
