@@ -261,6 +261,20 @@ pub fn str_at(value: &Value, path: &[&str]) -> Option<String> {
     }
 }
 
+/// The human-readable text of a message object: text body, button or list reply title,
+/// media caption, or Kapso's rendered `content`.
+pub fn message_text(message: &Value) -> Option<String> {
+    str_at(message, &["text", "body"])
+        .or_else(|| str_at(message, &["interactive", "button_reply", "title"]))
+        .or_else(|| str_at(message, &["interactive", "list_reply", "title"]))
+        .or_else(|| str_at(message, &["button", "text"]))
+        .or_else(|| {
+            let kind = str_at(message, &["type"])?;
+            str_at(message, &[kind.as_str(), "caption"])
+        })
+        .or_else(|| str_at(message, &["kapso", "content"]))
+}
+
 /// Kapso sends Unix seconds as a string; accept a number too.
 fn as_unix_seconds(value: &Value) -> Option<i64> {
     match value {

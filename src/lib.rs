@@ -12,6 +12,7 @@ pub mod ingest;
 pub mod metrics;
 pub mod secret;
 pub mod telemetry;
+pub mod template;
 
 pub use app::{run, App};
 pub use config::Config;

@@ -8,9 +8,15 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::secret::Secret;
+use expand::{expand_env, line_hint};
+
+mod expand;
+pub mod pipeline;
+
+pub use pipeline::{BufferConfig, HandlerConfig, JobsConfig, RouteConfig};
 
 /// The configuration `serve` uses when no `--config` is given: a local development setup.
-pub const EMBEDDED_DEFAULT: &str = include_str!("../config/default.toml");
+pub const EMBEDDED_DEFAULT: &str = include_str!("../../config/default.toml");
 pub const EMBEDDED_DEFAULT_NAME: &str = "<embedded config/default.toml>";
 
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +56,12 @@ pub struct Config {
     pub kapso: KapsoConfig,
     #[serde(default)]
     pub webhooks: Vec<WebhookConfig>,
+    #[serde(default)]
+    pub buffer: BufferConfig,
+    #[serde(default)]
+    pub jobs: JobsConfig,
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
 }
 
 /// Where and how switchboard calls Kapso (Platform API and Meta proxy).
@@ -202,6 +214,7 @@ impl Config {
         {
             config.kapso.api_key = None;
         }
+        pipeline::load_message_files(&mut config, file)?;
         config.validate(file)?;
         Ok(config)
     }
@@ -271,6 +284,18 @@ impl Config {
                 ),
             ));
         }
+        if !(self.kapso.base_url.starts_with("http://")
+            || self.kapso.base_url.starts_with("https://"))
+        {
+            return Err(invalid(
+                "kapso.base_url".to_owned(),
+                format!(
+                    "`{}` is not an http(s) URL; use the host only, e.g. https://api.kapso.ai",
+                    self.kapso.base_url
+                ),
+            ));
+        }
+        pipeline::validate_pipeline(self, file)?;
         if !(1..=100_000).contains(&self.storage.group_commit_max) {
             return Err(invalid(
                 "storage.group_commit_max".to_owned(),
@@ -288,85 +313,6 @@ impl StorageConfig {
         let path = rest.strip_prefix("//").unwrap_or(rest);
         let path = path.split('?').next().unwrap_or(path);
         (!path.is_empty()).then(|| PathBuf::from(path))
-    }
-}
-
-/// Replaces `${VAR}` / `${VAR:-default}` in every string; `$${` stands for a literal `${`.
-/// On a missing variable returns (key path, variable name).
-fn expand_env(
-    value: &mut toml::Value,
-    path: &mut String,
-    env: &impl Fn(&str) -> Option<String>,
-) -> Result<(), (String, String)> {
-    match value {
-        toml::Value::String(s) => {
-            *s = expand_string(s, env).map_err(|var| (path.clone(), var))?;
-        }
-        toml::Value::Array(items) => {
-            for (i, item) in items.iter_mut().enumerate() {
-                let len = path.len();
-                path.push_str(&format!("[{i}]"));
-                expand_env(item, path, env)?;
-                path.truncate(len);
-            }
-        }
-        toml::Value::Table(table) => {
-            for (key, item) in table.iter_mut() {
-                let len = path.len();
-                if !path.is_empty() {
-                    path.push('.');
-                }
-                path.push_str(key);
-                expand_env(item, path, env)?;
-                path.truncate(len);
-            }
-        }
-        _ => {}
-    }
-    Ok(())
-}
-
-fn expand_string(input: &str, env: &impl Fn(&str) -> Option<String>) -> Result<String, String> {
-    let mut out = String::with_capacity(input.len());
-    let mut rest = input;
-    while let Some(pos) = rest.find('$') {
-        out.push_str(&rest[..pos]);
-        let after = &rest[pos..];
-        if let Some(stripped) = after.strip_prefix("$${") {
-            out.push_str("${");
-            rest = stripped;
-        } else if let Some(inner) = after.strip_prefix("${") {
-            let Some(end) = inner.find('}') else {
-                out.push_str(after);
-                return Ok(out);
-            };
-            let expr = &inner[..end];
-            let (var, default) = match expr.split_once(":-") {
-                Some((var, default)) => (var, Some(default)),
-                None => (expr, None),
-            };
-            match (env(var).filter(|v| !v.is_empty()), default) {
-                (Some(v), _) => out.push_str(&v),
-                (None, Some(d)) => out.push_str(d),
-                (None, None) => return Err(var.to_owned()),
-            }
-            rest = &inner[end + 1..];
-        } else {
-            out.push('$');
-            rest = &after[1..];
-        }
-    }
-    out.push_str(rest);
-    Ok(out)
-}
-
-fn line_hint(text: &str, span: Option<std::ops::Range<usize>>) -> String {
-    match span {
-        Some(span) => {
-            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
-            format!(" (line {line})")
-        }
-        None => String::new(),
     }
 }
 
@@ -408,11 +354,17 @@ mod tests {
     fn default_and_escape_forms_expand() {
         let env = |_: &str| None;
         assert_eq!(
-            expand_string("${X:-fallback}", &env).as_deref(),
+            expand::expand_string("${X:-fallback}", &env).as_deref(),
             Ok("fallback")
         );
-        assert_eq!(expand_string("a$${X}b", &env).as_deref(), Ok("a${X}b"));
-        assert_eq!(expand_string("cost $5", &env).as_deref(), Ok("cost $5"));
+        assert_eq!(
+            expand::expand_string("a$${X}b", &env).as_deref(),
+            Ok("a${X}b")
+        );
+        assert_eq!(
+            expand::expand_string("cost $5", &env).as_deref(),
+            Ok("cost $5")
+        );
     }
 
     #[test]
@@ -473,6 +425,72 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("storage.url"), "{err}");
+    }
+
+    const ROUTED: &str =
+        "[kapso]\napi_key = \"k\"\n[[webhooks]]\nname = \"support\"\nsecrets = [\"s\"]\n";
+
+    #[test]
+    fn routes_parse_with_single_or_list_values() {
+        let config = parse(&format!(
+            "{ROUTED}[[routes]]\nname = \"greet\"\non = \"whatsapp.message.received\"\nwhen = {{ text = \"(?i)^hi\", webhook = \"support\" }}\nhandler = {{ kind = \"reply\", text = \"Hi {{{{contact.name}}}}\" }}\n"
+        ))
+        .expect("valid");
+        assert_eq!(config.routes[0].on, ["whatsapp.message.received"]);
+        assert_eq!(config.routes[0].when.webhook, ["support"]);
+        assert!(config.routes[0].continue_matching);
+    }
+
+    fn route_error(route: &str) -> String {
+        parse(&format!(
+            "{ROUTED}[[routes]]\nname = \"r\"\non = [\"*\"]\n{route}\n"
+        ))
+        .unwrap_err()
+        .to_string()
+    }
+
+    #[test]
+    fn bad_regex_names_the_route_key() {
+        let err = route_error("when = { text = \"(unclosed\" }\nhandler = { kind = \"log\" }");
+        assert!(err.contains("routes[0].when.text"), "{err}");
+        assert!(err.contains("regular expression"), "{err}");
+    }
+
+    #[test]
+    fn unknown_handler_kind_names_the_choices() {
+        let err = route_error("handler = { kind = \"shout\" }");
+        assert!(err.contains("routes[0].handler"), "{err}");
+        assert!(err.contains("unknown variant `shout`"), "{err}");
+    }
+
+    #[test]
+    fn missing_message_file_names_the_key() {
+        let err = route_error("handler = { kind = \"message\", file = \"assets/nope.json\" }");
+        assert!(err.contains("routes[0].handler.file"), "{err}");
+        assert!(err.contains("assets/nope.json"), "{err}");
+    }
+
+    #[test]
+    fn unknown_placeholder_names_the_key() {
+        let err = route_error("handler = { kind = \"reply\", text = \"Hi {{contact.nam}}\" }");
+        assert!(err.contains("routes[0].handler.text"), "{err}");
+        assert!(err.contains("contact.nam"), "{err}");
+    }
+
+    #[test]
+    fn sending_handlers_need_an_api_key() {
+        let err = parse(&format!(
+            "{MINIMAL}[[routes]]\nname = \"r\"\non = \"*\"\nhandler = {{ kind = \"mark_read\" }}\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("kapso.api_key"), "{err}");
+    }
+
+    #[test]
+    fn unknown_handler_option_is_rejected() {
+        let err = route_error("handler = { kind = \"log\", colour = \"red\" }");
+        assert!(err.contains("colour"), "{err}");
     }
 
     #[test]

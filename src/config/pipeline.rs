@@ -1,0 +1,484 @@
+//! Configuration of what happens after an event is stored: `[buffer]`, `[jobs]` and the ordered
+//! `[[routes]]` with their handlers. Checked by [`validate_pipeline`] at startup.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
+
+use serde::{Deserialize, Deserializer};
+use serde_json::Value;
+
+use super::{Config, ConfigError};
+use crate::secret::Secret;
+use crate::template::Template;
+
+/// Debounce of `whatsapp.message.received` per conversation.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct BufferConfig {
+    /// false: every message is handled on its own, at once.
+    pub enabled: bool,
+    /// Quiet time after the last message before the batch is handled (each message restarts it).
+    pub window_ms: u64,
+    /// Longest a batch waits after its first message, however chatty the customer is.
+    pub max_wait_ms: u64,
+    /// A batch is handled as soon as it holds this many messages.
+    pub max_messages: u32,
+}
+
+impl Default for BufferConfig {
+    fn default() -> Self {
+        BufferConfig {
+            enabled: true,
+            window_ms: 2_000,
+            max_wait_ms: 10_000,
+            max_messages: 20,
+        }
+    }
+}
+
+/// A route's own buffer settings; unset keys fall back to `[buffer]`.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BufferOverride {
+    pub enabled: Option<bool>,
+    pub window_ms: Option<u64>,
+    pub max_wait_ms: Option<u64>,
+    pub max_messages: Option<u32>,
+}
+
+impl BufferOverride {
+    pub fn apply(&self, base: BufferConfig) -> BufferConfig {
+        BufferConfig {
+            enabled: self.enabled.unwrap_or(base.enabled),
+            window_ms: self.window_ms.unwrap_or(base.window_ms),
+            max_wait_ms: self.max_wait_ms.unwrap_or(base.max_wait_ms),
+            max_messages: self.max_messages.unwrap_or(base.max_messages),
+        }
+    }
+}
+
+/// The durable job queue.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JobsConfig {
+    /// Jobs run at the same time.
+    pub workers: usize,
+    /// Attempts before a job is dead-lettered (a route may override).
+    pub max_attempts: u32,
+    /// First retry delay; doubles each attempt, with jitter.
+    pub backoff_base_ms: u64,
+    /// Longest retry delay.
+    pub backoff_max_ms: u64,
+    /// A claimed job not finished within this time is considered abandoned and runs again.
+    pub lease_ms: u64,
+    /// Fallback poll interval; workers are normally woken as soon as work arrives.
+    pub poll_interval_ms: u64,
+}
+
+impl Default for JobsConfig {
+    fn default() -> Self {
+        JobsConfig {
+            workers: 4,
+            max_attempts: 8,
+            backoff_base_ms: 1_000,
+            backoff_max_ms: 300_000,
+            lease_ms: 60_000,
+            poll_interval_ms: 1_000,
+        }
+    }
+}
+
+/// One `[[routes]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Unique; shown in job listings and logs.
+    pub name: String,
+    /// Event types, exact (`whatsapp.message.received`) or by prefix (`whatsapp.message.*`, `*`).
+    #[serde(deserialize_with = "one_or_many")]
+    pub on: Vec<String>,
+    #[serde(default)]
+    pub when: WhenConfig,
+    pub handler: HandlerConfig,
+    /// false: routes after this one are not considered for an event it matched.
+    #[serde(default = "yes", rename = "continue")]
+    pub continue_matching: bool,
+    #[serde(default)]
+    pub buffer: BufferOverride,
+    /// Overrides `jobs.max_attempts` for this route's jobs.
+    pub max_attempts: Option<u32>,
+}
+
+/// Conditions on the event; all given ones must hold.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WhenConfig {
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub webhook: Vec<String>,
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub phone_number_id: Vec<String>,
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub message_type: Vec<String>,
+    /// Regular expression matched against the message text (text body, button/list title,
+    /// caption or Kapso's rendered content).
+    pub text: Option<String>,
+    pub new_conversation: Option<bool>,
+    /// `inbound` or `outbound`.
+    pub direction: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum HandlerConfig {
+    /// A text message; `{{placeholders}}` are filled from the event.
+    Reply {
+        text: String,
+        /// Quote the customer's message (`context.message_id`).
+        #[serde(default = "yes")]
+        quote: bool,
+        #[serde(default)]
+        preview_url: bool,
+    },
+    /// An approved template with positional (`params = [...]`) or named (`params = {..}`) body
+    /// parameters.
+    Template {
+        name: String,
+        language: String,
+        #[serde(default)]
+        params: TemplateParams,
+    },
+    /// Any message body from a JSON file (placeholders allowed in its strings).
+    Message {
+        file: PathBuf,
+        #[serde(skip)]
+        body: Option<Value>,
+    },
+    /// Read receipt for the inbound message, optionally with a typing indicator.
+    MarkRead {
+        #[serde(default)]
+        typing_indicator: bool,
+    },
+    /// POST the event (or buffered batch) to your own service; a 2xx answer may carry messages.
+    Http {
+        url: String,
+        #[serde(default = "default_http_timeout_ms")]
+        timeout_ms: u64,
+        /// Signs the body in `X-Switchboard-Signature` (hex HMAC-SHA256).
+        secret: Option<Secret>,
+        #[serde(default)]
+        headers: BTreeMap<String, String>,
+    },
+    /// Write the event to the log.
+    Log {},
+}
+
+impl HandlerConfig {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            HandlerConfig::Reply { .. } => "reply",
+            HandlerConfig::Template { .. } => "template",
+            HandlerConfig::Message { .. } => "message",
+            HandlerConfig::MarkRead { .. } => "mark_read",
+            HandlerConfig::Http { .. } => "http",
+            HandlerConfig::Log {} => "log",
+        }
+    }
+
+    /// Handlers that call Kapso need `kapso.api_key`.
+    pub fn calls_kapso(&self) -> bool {
+        !matches!(self, HandlerConfig::Log {})
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum TemplateParams {
+    Positional(Vec<String>),
+    Named(BTreeMap<String, String>),
+}
+
+impl Default for TemplateParams {
+    fn default() -> Self {
+        TemplateParams::Positional(Vec::new())
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_http_timeout_ms() -> u64 {
+    10_000
+}
+
+/// Accepts `key = "one"` as well as `key = ["one", "two"]`.
+fn one_or_many<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    struct Visitor;
+    impl<'de> serde::de::Visitor<'de> for Visitor {
+        type Value = Vec<String>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a string or a list of strings")
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(vec![v.to_owned()])
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::new();
+            while let Some(item) = seq.next_element::<String>()? {
+                out.push(item);
+            }
+            Ok(out)
+        }
+    }
+    deserializer.deserialize_any(Visitor)
+}
+
+/// Reads the JSON files of `message` handlers (relative paths from the working directory).
+pub(super) fn load_message_files(config: &mut Config, file: &str) -> Result<(), ConfigError> {
+    for (i, route) in config.routes.iter_mut().enumerate() {
+        if let HandlerConfig::Message { file: path, body } = &mut route.handler {
+            let key = format!("routes[{i}].handler.file");
+            let invalid = |message: String| ConfigError::Invalid {
+                file: file.to_owned(),
+                key: key.clone(),
+                message,
+            };
+            let text = std::fs::read_to_string(&*path).map_err(|e| {
+                invalid(format!(
+                    "cannot read message file {}: {e} (paths are relative to the working directory)",
+                    path.display()
+                ))
+            })?;
+            let value: Value = serde_json::from_str(&text)
+                .map_err(|e| invalid(format!("{} is not valid JSON: {e}", path.display())))?;
+            if !value.get("type").is_some_and(Value::is_string) {
+                return Err(invalid(format!(
+                    "{} must be a JSON object with a message `type` (text, interactive, image, ...)",
+                    path.display()
+                )));
+            }
+            *body = Some(value);
+        }
+    }
+    Ok(())
+}
+
+/// Cross-checks `[buffer]`, `[jobs]` and `[[routes]]`.
+pub(super) fn validate_pipeline(config: &Config, file: &str) -> Result<(), ConfigError> {
+    let invalid = |key: String, message: String| ConfigError::Invalid {
+        file: file.to_owned(),
+        key,
+        message,
+    };
+    check_buffer(&config.buffer, "buffer").map_err(|(k, m)| invalid(k, m))?;
+    let jobs = &config.jobs;
+    if !(1..=256).contains(&jobs.workers) {
+        return Err(invalid(
+            "jobs.workers".into(),
+            "use 1 to 256 (default 4)".into(),
+        ));
+    }
+    if !(1..=100).contains(&jobs.max_attempts) {
+        return Err(invalid(
+            "jobs.max_attempts".into(),
+            "use 1 to 100 (default 8)".into(),
+        ));
+    }
+    if jobs.backoff_base_ms == 0 || jobs.backoff_max_ms < jobs.backoff_base_ms {
+        return Err(invalid(
+            "jobs.backoff_max_ms".into(),
+            "backoff_base_ms must be > 0 and backoff_max_ms >= backoff_base_ms".into(),
+        ));
+    }
+    if jobs.lease_ms < 1_000 || jobs.poll_interval_ms == 0 {
+        return Err(invalid(
+            "jobs.lease_ms".into(),
+            "lease_ms must be at least 1000 and poll_interval_ms above 0".into(),
+        ));
+    }
+
+    let webhooks: HashSet<&str> = config.webhooks.iter().map(|w| w.name.as_str()).collect();
+    let mut names = HashSet::new();
+    for (i, route) in config.routes.iter().enumerate() {
+        let key = |k: &str| format!("routes[{i}].{k}");
+        if route.name.trim().is_empty() || !names.insert(route.name.as_str()) {
+            return Err(invalid(
+                key("name"),
+                format!("`{}`: route names must be non-empty and unique", route.name),
+            ));
+        }
+        if route.on.is_empty() {
+            return Err(invalid(
+                key("on"),
+                "list the event types this route handles, e.g. on = [\"whatsapp.message.received\"] or [\"*\"]".into(),
+            ));
+        }
+        if let Some(bad) = route.on.iter().find(|p| !valid_event_pattern(p)) {
+            return Err(invalid(
+                key("on"),
+                format!("`{bad}` is not an event type or pattern: use `whatsapp.message.received`, `whatsapp.message.*` or `*`"),
+            ));
+        }
+        if let Some(unknown) = route
+            .when
+            .webhook
+            .iter()
+            .find(|w| !webhooks.contains(w.as_str()))
+        {
+            return Err(invalid(
+                key("when.webhook"),
+                format!("no [[webhooks]] entry is named `{unknown}`"),
+            ));
+        }
+        if let Some(pattern) = &route.when.text {
+            if let Err(err) = regex::Regex::new(pattern) {
+                return Err(invalid(
+                    key("when.text"),
+                    format!("invalid regular expression: {err}"),
+                ));
+            }
+        }
+        if let Some(direction) = &route.when.direction {
+            if direction != "inbound" && direction != "outbound" {
+                return Err(invalid(
+                    key("when.direction"),
+                    "use `inbound` or `outbound`".into(),
+                ));
+            }
+        }
+        if route.max_attempts.is_some_and(|n| !(1..=100).contains(&n)) {
+            return Err(invalid(key("max_attempts"), "use 1 to 100".into()));
+        }
+        check_buffer(&route.buffer.apply(config.buffer), &key("buffer"))
+            .map_err(|(k, m)| invalid(k, m))?;
+        check_handler(&route.handler, jobs)
+            .map_err(|(k, m)| invalid(key(&format!("handler{k}")), m))?;
+        if route.handler.calls_kapso() && config.kapso.api_key.is_none() {
+            return Err(invalid(
+                "kapso.api_key".into(),
+                format!(
+                    "route `{}` uses a `{}` handler, which calls Kapso: set api_key = \"${{KAPSO_API_KEY}}\" in [kapso]",
+                    route.name,
+                    route.handler.kind()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn valid_event_pattern(pattern: &str) -> bool {
+    if pattern == "*" {
+        return true;
+    }
+    let base = pattern.strip_suffix(".*").unwrap_or(pattern);
+    !base.is_empty()
+        && base.split('.').all(|part| {
+            !part.is_empty() && part.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        })
+}
+
+fn check_buffer(buffer: &BufferConfig, prefix: &str) -> Result<(), (String, String)> {
+    if buffer.window_ms > buffer.max_wait_ms {
+        return Err((
+            format!("{prefix}.window_ms"),
+            format!(
+                "{} is longer than max_wait_ms ({}); the window must fit inside the maximum wait",
+                buffer.window_ms, buffer.max_wait_ms
+            ),
+        ));
+    }
+    if !(1..=1000).contains(&buffer.max_messages) {
+        return Err((
+            format!("{prefix}.max_messages"),
+            "use 1 to 1000 (default 20)".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Returns (key suffix under `handler`, message).
+fn check_handler(handler: &HandlerConfig, jobs: &JobsConfig) -> Result<(), (String, String)> {
+    let template = |key: &str, text: &str| {
+        Template::parse(text)
+            .map(|_| ())
+            .map_err(|e| (format!(".{key}"), e.to_string()))
+    };
+    match handler {
+        HandlerConfig::Reply { text, .. } => {
+            if text.trim().is_empty() {
+                return Err((".text".into(), "the reply text is empty".into()));
+            }
+            template("text", text)
+        }
+        HandlerConfig::Template {
+            name,
+            language,
+            params,
+        } => {
+            if name.trim().is_empty() || language.trim().is_empty() {
+                return Err((
+                    ".name".into(),
+                    "a template needs its approved `name` and `language` (e.g. \"en_US\")".into(),
+                ));
+            }
+            match params {
+                TemplateParams::Positional(list) => {
+                    for (j, p) in list.iter().enumerate() {
+                        template(&format!("params[{j}]"), p)?;
+                    }
+                }
+                TemplateParams::Named(map) => {
+                    for (k, p) in map {
+                        template(&format!("params.{k}"), p)?;
+                    }
+                }
+            }
+            Ok(())
+        }
+        HandlerConfig::Message { body, .. } => {
+            let mut result = Ok(());
+            if let Some(body) = body {
+                visit_strings(body, &mut |s| {
+                    if result.is_ok() {
+                        result = template("file", s);
+                    }
+                });
+            }
+            result
+        }
+        HandlerConfig::MarkRead { .. } | HandlerConfig::Log {} => Ok(()),
+        HandlerConfig::Http {
+            url, timeout_ms, ..
+        } => {
+            let parsed = reqwest::Url::parse(url)
+                .map_err(|e| (".url".to_owned(), format!("`{url}` is not a URL: {e}")))?;
+            if !matches!(parsed.scheme(), "http" | "https") {
+                return Err((".url".into(), "use an http:// or https:// URL".into()));
+            }
+            if *timeout_ms == 0 || *timeout_ms >= jobs.lease_ms {
+                return Err((
+                    ".timeout_ms".into(),
+                    format!(
+                        "must be above 0 and below jobs.lease_ms ({})",
+                        jobs.lease_ms
+                    ),
+                ));
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Calls `f` on every string inside a JSON value.
+pub fn visit_strings(value: &Value, f: &mut impl FnMut(&str)) {
+    match value {
+        Value::String(s) => f(s),
+        Value::Array(items) => items.iter().for_each(|v| visit_strings(v, f)),
+        Value::Object(map) => map.values().for_each(|v| visit_strings(v, f)),
+        _ => {}
+    }
+}

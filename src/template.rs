@@ -1,0 +1,274 @@
+//! `{{placeholders}}` in reply texts, template parameters and message files, filled from the
+//! event(s) a job carries. Parsed once at startup so an unknown placeholder is a config error.
+//!
+//! Placeholders: `contact.name`, `contact.phone`, `message.text`, `message.id`, `message.type`,
+//! `messages.text` (all texts of a buffered batch, one per line), `messages.count`,
+//! `conversation.id`, `phone_number_id`, `webhook`, `route`, `event.type`, and
+//! `event.PATH` (any field of the last event's payload, e.g. `event.message.from`).
+//! `{{name|fallback}}` uses `fallback` when the value is empty.
+
+use serde_json::Value;
+
+use crate::event::{message_text, str_at};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TemplateError {
+    #[error("`{{{{` without a closing `}}}}`")]
+    Unclosed,
+    #[error("unknown placeholder `{{{{{0}}}}}`; known: contact.name, contact.phone, message.text, message.id, message.type, messages.text, messages.count, conversation.id, phone_number_id, webhook, route, event.type, event.PATH")]
+    Unknown(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Field {
+    ContactName,
+    ContactPhone,
+    MessageText,
+    MessageId,
+    MessageType,
+    MessagesText,
+    MessagesCount,
+    ConversationId,
+    PhoneNumberId,
+    Webhook,
+    Route,
+    EventType,
+    Path(Vec<String>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Part {
+    Text(String),
+    Field { field: Field, fallback: String },
+}
+
+/// A parsed template string.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Template {
+    parts: Vec<Part>,
+}
+
+/// What a template is filled from: the job's events (oldest first) and where they came from.
+pub struct RenderContext<'a> {
+    pub event_type: &'a str,
+    pub webhook: &'a str,
+    pub route: &'a str,
+    pub payloads: &'a [Value],
+}
+
+impl Template {
+    pub fn parse(input: &str) -> Result<Template, TemplateError> {
+        let mut parts = Vec::new();
+        let mut rest = input;
+        while let Some(start) = rest.find("{{") {
+            if start > 0 {
+                parts.push(Part::Text(rest[..start].to_owned()));
+            }
+            let after = &rest[start + 2..];
+            let end = after.find("}}").ok_or(TemplateError::Unclosed)?;
+            let inner = after[..end].trim();
+            let (name, fallback) = match inner.split_once('|') {
+                Some((name, fallback)) => (name.trim(), fallback.to_owned()),
+                None => (inner, String::new()),
+            };
+            parts.push(Part::Field {
+                field: parse_field(name)?,
+                fallback,
+            });
+            rest = &after[end + 2..];
+        }
+        if !rest.is_empty() {
+            parts.push(Part::Text(rest.to_owned()));
+        }
+        Ok(Template { parts })
+    }
+
+    pub fn render(&self, ctx: &RenderContext<'_>) -> String {
+        let mut out = String::new();
+        for part in &self.parts {
+            match part {
+                Part::Text(text) => out.push_str(text),
+                Part::Field { field, fallback } => {
+                    let value = resolve(field, ctx).unwrap_or_default();
+                    out.push_str(if value.is_empty() { fallback } else { &value });
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Renders every string inside a JSON value (a message file) as a template.
+pub fn render_json(value: &Value, ctx: &RenderContext<'_>) -> Result<Value, TemplateError> {
+    Ok(match value {
+        Value::String(s) => Value::String(Template::parse(s)?.render(ctx)),
+        Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .map(|v| render_json(v, ctx))
+                .collect::<Result<_, _>>()?,
+        ),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| Ok((k.clone(), render_json(v, ctx)?)))
+                .collect::<Result<_, TemplateError>>()?,
+        ),
+        other => other.clone(),
+    })
+}
+
+fn parse_field(name: &str) -> Result<Field, TemplateError> {
+    Ok(match name {
+        "contact.name" => Field::ContactName,
+        "contact.phone" => Field::ContactPhone,
+        "message.text" => Field::MessageText,
+        "message.id" => Field::MessageId,
+        "message.type" => Field::MessageType,
+        "messages.text" => Field::MessagesText,
+        "messages.count" => Field::MessagesCount,
+        "conversation.id" => Field::ConversationId,
+        "phone_number_id" => Field::PhoneNumberId,
+        "webhook" => Field::Webhook,
+        "route" => Field::Route,
+        "event.type" => Field::EventType,
+        other => match other.strip_prefix("event.") {
+            Some(path) if !path.is_empty() && path.split('.').all(|p| !p.is_empty()) => {
+                Field::Path(path.split('.').map(str::to_owned).collect())
+            }
+            _ => return Err(TemplateError::Unknown(other.to_owned())),
+        },
+    })
+}
+
+fn resolve(field: &Field, ctx: &RenderContext<'_>) -> Option<String> {
+    let last = ctx.payloads.last()?;
+    match field {
+        Field::ContactName => str_at(last, &["conversation", "kapso", "contact_name"])
+            .or_else(|| str_at(last, &["message", "kapso", "contact_name"])),
+        Field::ContactPhone => contact_phone(last),
+        Field::MessageText => last.get("message").and_then(message_text),
+        Field::MessageId => str_at(last, &["message", "id"]),
+        Field::MessageType => str_at(last, &["message", "type"]),
+        Field::MessagesText => {
+            let texts: Vec<String> = ctx
+                .payloads
+                .iter()
+                .filter_map(|p| p.get("message").and_then(message_text))
+                .collect();
+            Some(texts.join("\n"))
+        }
+        Field::MessagesCount => Some(ctx.payloads.len().to_string()),
+        Field::ConversationId => str_at(last, &["conversation", "id"]),
+        Field::PhoneNumberId => str_at(last, &["phone_number_id"])
+            .or_else(|| str_at(last, &["conversation", "phone_number_id"])),
+        Field::Webhook => Some(ctx.webhook.to_owned()),
+        Field::Route => Some(ctx.route.to_owned()),
+        Field::EventType => Some(ctx.event_type.to_owned()),
+        Field::Path(path) => {
+            let mut current = last;
+            for key in path {
+                current = match current {
+                    Value::Array(items) => items.get(key.parse::<usize>().ok()?)?,
+                    other => other.get(key)?,
+                };
+            }
+            match current {
+                Value::String(s) => Some(s.clone()),
+                Value::Null => None,
+                other => Some(other.to_string()),
+            }
+        }
+    }
+}
+
+/// The customer's number, digits only: `message.from`, else the conversation's phone number.
+pub fn contact_phone(payload: &Value) -> Option<String> {
+    let raw = str_at(payload, &["message", "from"])
+        .or_else(|| str_at(payload, &["conversation", "phone_number"]))?;
+    let digits: String = raw.chars().filter(char::is_ascii_digit).collect();
+    (!digits.is_empty()).then_some(digits)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn ctx(payloads: &[Value]) -> RenderContext<'_> {
+        RenderContext {
+            event_type: "whatsapp.message.received",
+            webhook: "support",
+            route: "greet",
+            payloads,
+        }
+    }
+
+    fn sample(text: &str) -> Value {
+        json!({
+            "message": {"id": "wamid.1", "type": "text", "from": "15550100200", "text": {"body": text}},
+            "conversation": {"id": "conv-1", "phone_number": "+15550100200", "kapso": {"contact_name": "Dana Ruiz"}},
+            "phone_number_id": "106540352242922"
+        })
+    }
+
+    #[test]
+    fn fills_contact_and_message_fields() {
+        let t = Template::parse(
+            "Hi {{contact.name}}, you said: {{ message.text }} ({{messages.count}})",
+        )
+        .unwrap();
+        let payloads = [sample("where is my order")];
+        assert_eq!(
+            t.render(&ctx(&payloads)),
+            "Hi Dana Ruiz, you said: where is my order (1)"
+        );
+    }
+
+    #[test]
+    fn batch_fields_join_all_messages() {
+        let t = Template::parse("{{messages.text}}").unwrap();
+        let payloads = [sample("a"), sample("b"), sample("c")];
+        assert_eq!(t.render(&ctx(&payloads)), "a\nb\nc");
+    }
+
+    #[test]
+    fn fallback_applies_to_empty_values() {
+        let t = Template::parse("Hi {{contact.name|there}}").unwrap();
+        let payloads = [json!({"message": {"id": "x"}})];
+        assert_eq!(t.render(&ctx(&payloads)), "Hi there");
+    }
+
+    #[test]
+    fn event_paths_reach_any_field() {
+        let t = Template::parse("{{event.message.from}} {{event.phone_number_id}}").unwrap();
+        let payloads = [sample("x")];
+        assert_eq!(t.render(&ctx(&payloads)), "15550100200 106540352242922");
+    }
+
+    #[test]
+    fn unknown_and_unclosed_placeholders_are_errors() {
+        assert_eq!(
+            Template::parse("{{contact.nmae}}"),
+            Err(TemplateError::Unknown("contact.nmae".into()))
+        );
+        assert_eq!(
+            Template::parse("Hi {{contact.name"),
+            Err(TemplateError::Unclosed)
+        );
+    }
+
+    #[test]
+    fn contact_phone_is_digits_only() {
+        let payload = json!({"conversation": {"phone_number": "+1 555-010-0200"}});
+        assert_eq!(contact_phone(&payload).as_deref(), Some("15550100200"));
+    }
+
+    #[test]
+    fn json_bodies_are_rendered_recursively() {
+        let body = json!({"type": "interactive", "interactive": {"body": {"text": "Hi {{contact.name}}"}, "n": 3}});
+        let payloads = [sample("x")];
+        let rendered = render_json(&body, &ctx(&payloads)).unwrap();
+        assert_eq!(rendered["interactive"]["body"]["text"], "Hi Dana Ruiz");
+        assert_eq!(rendered["interactive"]["n"], 3);
+    }
+}
