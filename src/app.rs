@@ -1,23 +1,31 @@
-//! Wiring: builds the parts from a [`Config`], merges their routers, runs the server and shuts
-//! everything down in order (stop accepting, finish requests, drain the inbox writer, close
-//! the database).
+//! Wiring: builds the parts from a [`Config`], merges their routers, runs the server and the
+//! pipeline loops (dispatcher, buffer flusher, job workers), and shuts everything down in order:
+//! stop accepting, finish requests and running jobs, drain the inbox writer, close the database.
 
 use std::future::IntoFuture;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
 use axum::Router;
 use sqlx::SqlitePool;
 use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
+use tokio::sync::Notify;
+use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, AdminState};
+use crate::buffer::Flusher;
 use crate::config::Config;
 use crate::db;
+use crate::dispatch::Dispatcher;
+use crate::handlers::Handlers;
 use crate::inbox::{GroupCommit, Inbox};
 use crate::ingest::{self, IngestState};
+use crate::jobs::runner::Runner;
+use crate::kapso::KapsoClient;
 use crate::metrics::Metrics;
+use crate::router::Router as Routes;
 
 /// A configured server whose database is open and migrated, ready to [`App::serve`].
 pub struct App {
@@ -26,23 +34,37 @@ pub struct App {
     inbox: Inbox,
     writer: JoinHandle<()>,
     metrics: Arc<Metrics>,
+    routes: Arc<Routes>,
+    kapso: Option<KapsoClient>,
+    events_stored: Arc<Notify>,
 }
 
 impl App {
     /// Opens the database, applies migrations and starts the inbox writer.
     pub async fn build(config: Config) -> anyhow::Result<App> {
+        let routes = Arc::new(Routes::new(&config).context("compiling [[routes]]")?);
+        let kapso = match &config.kapso.api_key {
+            Some(_) => {
+                Some(KapsoClient::new(&config.kapso).context("setting up the Kapso client")?)
+            }
+            None => None,
+        };
         let pool = db::open_for_server(&config.storage).await?;
         let group_commit = GroupCommit {
             max_batch: config.storage.group_commit_max,
             ..GroupCommit::default()
         };
-        let (inbox, writer) = Inbox::start(pool.clone(), group_commit);
+        let events_stored = Arc::new(Notify::new());
+        let (inbox, writer) = Inbox::start(pool.clone(), group_commit, events_stored.clone());
         Ok(App {
             config,
             pool,
             inbox,
             writer,
             metrics: Arc::new(Metrics::new()),
+            routes,
+            kapso,
+            events_stored,
         })
     }
 
@@ -69,14 +91,51 @@ impl App {
             ))
     }
 
-    /// Serves on `listener` until `shutdown` is cancelled, then finishes in-flight requests
-    /// (up to `server.shutdown_grace_ms`), commits what the inbox holds and closes the database.
+    /// Starts the dispatcher, the buffer flusher and the job workers on `tasks`.
+    fn spawn_pipeline(&self, tasks: &mut JoinSet<()>, shutdown: &CancellationToken) {
+        let jobs_ready = Arc::new(Notify::new());
+        let buffered = Arc::new(Notify::new());
+        let poll = Duration::from_millis(self.config.jobs.poll_interval_ms);
+        let dispatcher = Dispatcher {
+            pool: self.pool.clone(),
+            router: self.routes.clone(),
+            events_stored: self.events_stored.clone(),
+            jobs_ready: jobs_ready.clone(),
+            buffered: buffered.clone(),
+            poll_interval: poll,
+        };
+        tasks.spawn(dispatcher.run(shutdown.clone()));
+        let flusher = Flusher {
+            pool: self.pool.clone(),
+            router: self.routes.clone(),
+            buffered,
+            jobs_ready: jobs_ready.clone(),
+            poll_interval: poll,
+        };
+        tasks.spawn(flusher.run(shutdown.clone()));
+        let runner = Arc::new(Runner {
+            pool: self.pool.clone(),
+            router: self.routes.clone(),
+            handlers: Arc::new(Handlers::new(self.kapso.clone())),
+            config: self.config.jobs,
+            jobs_ready,
+            metrics: self.metrics.clone(),
+        });
+        runner.spawn(tasks, shutdown);
+    }
+
+    /// Serves on `listener` until `shutdown` is cancelled, then finishes in-flight requests and
+    /// running jobs (up to `server.shutdown_grace_ms`), commits what the inbox holds and closes
+    /// the database. Dropping this future instead (a crash) abandons everything: jobs that were
+    /// running are picked up again after their lease expires.
     pub async fn serve(
         self,
         listener: TcpListener,
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
         let router = self.router();
+        let mut tasks = JoinSet::new();
+        self.spawn_pipeline(&mut tasks, &shutdown);
         let App {
             config,
             pool,
@@ -87,7 +146,7 @@ impl App {
         drop(inbox);
         let grace = Duration::from_millis(config.server.shutdown_grace_ms);
         if let Ok(addr) = listener.local_addr() {
-            tracing::info!(%addr, webhooks = config.webhooks.len(), "switchboard listening");
+            tracing::info!(%addr, webhooks = config.webhooks.len(), routes = config.routes.len(), "switchboard listening");
         }
 
         let server = axum::serve(listener, router)
@@ -104,8 +163,12 @@ impl App {
         }
 
         // Every Inbox handle is gone with the router, so the writer commits what is queued and ends.
-        if tokio::time::timeout(grace, writer).await.is_err() {
-            tracing::warn!("inbox writer did not finish within the grace period");
+        let drained = async {
+            let _ = writer.await;
+            while tasks.join_next().await.is_some() {}
+        };
+        if tokio::time::timeout(grace, drained).await.is_err() {
+            tracing::warn!("background work did not finish within the grace period; running jobs resume after their lease");
         }
         pool.close().await;
         tracing::info!("switchboard stopped");

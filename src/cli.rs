@@ -1,4 +1,4 @@
-//! The command line: `serve`, `check`, `events list|show`.
+//! The command line: `serve`, `check`, `events list|show`, `jobs list|retry`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Config, EMBEDDED_DEFAULT_NAME};
 use crate::db;
 use crate::inbox::store::{self, EventFilter};
+use crate::jobs::store::{self as job_store, JobFilter};
 use crate::telemetry::LogFormat;
 
 #[derive(Debug, Parser)]
@@ -49,6 +50,35 @@ pub enum Command {
         #[command(subcommand)]
         command: EventsCommand,
     },
+    /// Inspect and replay handler jobs.
+    Jobs {
+        #[arg(long, global = true, env = "SWITCHBOARD_CONFIG")]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: JobsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobsCommand {
+    /// Newest jobs first.
+    List {
+        /// Only dead-lettered jobs.
+        #[arg(long)]
+        dead: bool,
+        /// Only jobs in this state: queued, running, done, dead.
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long)]
+        route: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Queue a dead (or waiting) job to run again now, with a fresh attempt budget. Messages it
+    /// already sent are not sent again.
+    Retry { id: i64 },
 }
 
 #[derive(Debug, Subcommand)]
@@ -87,11 +117,14 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
         Command::Serve { config, listen } => serve(config, listen).await,
         Command::Check { config } => {
             let loaded = Config::load(&config)?;
+            let plural = |n: usize| if n == 1 { "" } else { "s" };
             println!(
-                "{}: ok ({} webhook{}, database {})",
+                "{}: ok ({} webhook{}, {} route{}, database {})",
                 config.display(),
                 loaded.webhooks.len(),
-                if loaded.webhooks.len() == 1 { "" } else { "s" },
+                plural(loaded.webhooks.len()),
+                loaded.routes.len(),
+                plural(loaded.routes.len()),
                 loaded.storage.url
             );
             Ok(())
@@ -99,6 +132,10 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
         Command::Events { config, command } => {
             let config = load_or_default(config.as_deref())?;
             events(&config, command).await
+        }
+        Command::Jobs { config, command } => {
+            let config = load_or_default(config.as_deref())?;
+            jobs(&config, command).await
         }
     }
 }
@@ -307,6 +344,72 @@ async fn events(config: &Config, command: EventsCommand) -> anyhow::Result<()> {
                 println!("flags:           {}", dash(&event.flags));
                 println!("payload:\n{}", serde_json::to_string_pretty(&payload)?);
             }
+        }
+    }
+    pool.close().await;
+    Ok(())
+}
+
+async fn jobs(config: &Config, command: JobsCommand) -> anyhow::Result<()> {
+    let pool = db::open_existing(&config.storage).await?;
+    match command {
+        JobsCommand::List {
+            dead,
+            state,
+            route,
+            limit,
+            json,
+        } => {
+            let filter = JobFilter {
+                state: if dead { Some("dead".to_owned()) } else { state },
+                route,
+                limit,
+            };
+            let rows = job_store::list(&pool, &filter).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                let rows = rows
+                    .iter()
+                    .map(|j| {
+                        vec![
+                            j.id.to_string(),
+                            j.route.clone(),
+                            j.handler.clone(),
+                            j.state.clone(),
+                            format!("{}/{}", j.attempts, j.max_attempts),
+                            j.event_ids.clone(),
+                            format_ms(j.run_at),
+                            j.last_error.clone().unwrap_or_else(|| "-".into()),
+                        ]
+                    })
+                    .collect();
+                print_table(
+                    &[
+                        "ID",
+                        "ROUTE",
+                        "HANDLER",
+                        "STATE",
+                        "ATTEMPTS",
+                        "EVENTS",
+                        "RUN AT",
+                        "LAST ERROR",
+                    ],
+                    rows,
+                );
+            }
+        }
+        JobsCommand::Retry { id } => {
+            let job = job_store::get(&pool, id)
+                .await?
+                .with_context(|| format!("no job with id {id}"))?;
+            if !job_store::retry_now(&pool, id, crate::clock::now_ms()).await? {
+                anyhow::bail!(
+                    "job {id} is {}; only dead or queued jobs can be retried",
+                    job.state
+                );
+            }
+            println!("job {id} ({}) queued to run again", job.route);
         }
     }
     pool.close().await;

@@ -3,13 +3,21 @@
 
 pub mod admin;
 pub mod app;
+pub mod buffer;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod db;
+pub mod dispatch;
 pub mod event;
+pub mod handlers;
 pub mod inbox;
 pub mod ingest;
+pub mod jobs;
+pub mod kapso;
+pub mod kapso_sim;
 pub mod metrics;
+pub mod router;
 pub mod secret;
 pub mod telemetry;
 pub mod template;

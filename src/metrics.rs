@@ -6,6 +6,7 @@ use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
@@ -18,6 +19,17 @@ pub struct DeliveryLabels {
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct WebhookLabels {
     pub webhook: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct JobLabels {
+    pub route: String,
+    pub outcome: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabels {
+    pub state: String,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -37,6 +49,15 @@ pub struct Metrics {
     pub events_duplicate: Family<WebhookLabels, Counter>,
     pub events_quarantined: Family<WebhookLabels, Counter>,
     pub request_duration: HistogramFamily<RequestLabels>,
+    /// Handler runs by route and outcome (done, retry, dead, lease_lost, error).
+    pub job_runs: Family<JobLabels, Counter>,
+    pub job_duration: HistogramFamily<JobLabels>,
+    /// Jobs by state, refreshed on each scrape.
+    pub jobs: Family<StateLabels, Gauge>,
+    /// Messages waiting in conversation buffers, refreshed on each scrape.
+    pub buffered_messages: Gauge,
+    /// From the job's creation to Kapso confirming its last send.
+    pub reply_latency: Histogram,
 }
 
 fn latency_histogram() -> Histogram {
@@ -85,8 +106,44 @@ impl Metrics {
             "HTTP request latency by method, route and status",
             request_duration.clone(),
         );
+        let job_runs = Family::<JobLabels, Counter>::default();
+        let job_duration: HistogramFamily<JobLabels> =
+            Family::new_with_constructor(latency_histogram);
+        let jobs = Family::<StateLabels, Gauge>::default();
+        let buffered_messages = Gauge::default();
+        let reply_latency = latency_histogram();
+        registry.register(
+            "job_runs",
+            "Handler runs by route and outcome",
+            job_runs.clone(),
+        );
+        registry.register(
+            "job_duration_seconds",
+            "Handler run time by route and outcome",
+            job_duration.clone(),
+        );
+        registry.register(
+            "jobs",
+            "Jobs by state (queued, running, done, dead)",
+            jobs.clone(),
+        );
+        registry.register(
+            "buffered_messages",
+            "Messages waiting in conversation buffers",
+            buffered_messages.clone(),
+        );
+        registry.register(
+            "reply_latency_seconds",
+            "From a job's creation to Kapso confirming its sends",
+            reply_latency.clone(),
+        );
         Metrics {
             registry,
+            job_runs,
+            job_duration,
+            jobs,
+            buffered_messages,
+            reply_latency,
             deliveries,
             events_stored,
             events_duplicate,
@@ -112,6 +169,22 @@ impl Metrics {
                 status,
             })
             .observe(elapsed.as_secs_f64());
+    }
+
+    pub fn count_job(&self, route: &str, outcome: &str, elapsed: Duration) {
+        let labels = JobLabels {
+            route: route.to_owned(),
+            outcome: outcome.to_owned(),
+        };
+        self.job_runs.get_or_create(&labels).inc();
+        self.job_duration
+            .get_or_create(&labels)
+            .observe(elapsed.as_secs_f64());
+    }
+
+    pub fn observe_reply_latency(&self, elapsed_ms: i64) {
+        self.reply_latency
+            .observe(elapsed_ms.max(0) as f64 / 1000.0);
     }
 
     /// The registry in the Prometheus/OpenMetrics text format.

@@ -206,6 +206,16 @@ impl Config {
         for webhook in &mut config.webhooks {
             webhook.secrets.retain(|s| !s.expose().trim().is_empty());
         }
+        for route in &mut config.routes {
+            if let HandlerConfig::Http { secret, .. } = &mut route.handler {
+                if secret
+                    .as_ref()
+                    .is_some_and(|s| s.expose().trim().is_empty())
+                {
+                    *secret = None;
+                }
+            }
+        }
         if config
             .kapso
             .api_key

@@ -5,7 +5,9 @@
 pub mod store;
 mod writer;
 
-use tokio::sync::{mpsc, oneshot};
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::task::JoinHandle;
 
 use crate::event::Event;
@@ -80,10 +82,15 @@ pub struct Inbox {
 }
 
 impl Inbox {
-    /// Starts the writer task on `pool`.
-    pub fn start(pool: sqlx::SqlitePool, group_commit: GroupCommit) -> (Inbox, JoinHandle<()>) {
+    /// Starts the writer task on `pool`; `committed` is notified after every commit that
+    /// stored new events.
+    pub fn start(
+        pool: sqlx::SqlitePool,
+        group_commit: GroupCommit,
+        committed: Arc<Notify>,
+    ) -> (Inbox, JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(group_commit.queue_capacity);
-        let handle = tokio::spawn(writer::run(pool, rx, group_commit));
+        let handle = tokio::spawn(writer::run(pool, rx, group_commit, committed));
         (Inbox { requests: tx }, handle)
     }
 

@@ -252,3 +252,66 @@ pub async fn get_quarantine(
     .fetch_optional(pool)
     .await
 }
+
+/// An event as the pipeline after the inbox reads it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct StoredEvent {
+    pub id: i64,
+    pub webhook: String,
+    pub event_type: String,
+    pub phone_number_id: Option<String>,
+    pub conversation_id: Option<String>,
+    pub message_id: Option<String>,
+    pub occurred_at: Option<i64>,
+    pub received_at: i64,
+    pub payload: String,
+}
+
+impl StoredEvent {
+    /// The payload as JSON (`Null` if the stored text is somehow not JSON).
+    pub fn payload_json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.payload).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// Events not yet routed, oldest first.
+pub async fn unrouted(pool: &SqlitePool, limit: i64) -> Result<Vec<StoredEvent>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, webhook, event_type, phone_number_id, conversation_id, message_id, occurred_at,
+                received_at, payload
+         FROM events WHERE routed_at IS NULL ORDER BY id LIMIT ?",
+    )
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
+/// Marks events routed; part of the transaction that created their jobs or buffer entries.
+pub async fn mark_routed(
+    conn: &mut SqliteConnection,
+    ids: &[i64],
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    let ids = serde_json::to_string(ids).unwrap_or_else(|_| "[]".to_owned());
+    sqlx::query("UPDATE events SET routed_at = ? WHERE id IN (SELECT value FROM json_each(?))")
+        .bind(now)
+        .bind(ids)
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
+
+/// The events of a job, in the order given.
+pub async fn load_events(pool: &SqlitePool, ids: &[i64]) -> Result<Vec<StoredEvent>, sqlx::Error> {
+    let json = serde_json::to_string(ids).unwrap_or_else(|_| "[]".to_owned());
+    let mut events: Vec<StoredEvent> = sqlx::query_as(
+        "SELECT id, webhook, event_type, phone_number_id, conversation_id, message_id, occurred_at,
+                received_at, payload
+         FROM events WHERE id IN (SELECT value FROM json_each(?))",
+    )
+    .bind(json)
+    .fetch_all(pool)
+    .await?;
+    events.sort_by_key(|e| ids.iter().position(|id| *id == e.id));
+    Ok(events)
+}

@@ -2,9 +2,11 @@
 //! transaction. If that transaction fails, each delivery is retried in its own, so one bad
 //! delivery cannot fail its neighbours.
 
+use std::sync::Arc;
+
 use sqlx::pool::PoolConnection;
 use sqlx::{Sqlite, SqlitePool};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 
 use super::{store, DeliveryOutcome, InboxError, NewDelivery, WriteRequest};
 
@@ -30,6 +32,7 @@ pub(super) async fn run(
     pool: SqlitePool,
     mut requests: mpsc::Receiver<WriteRequest>,
     config: GroupCommit,
+    committed: Arc<Notify>,
 ) {
     let mut group = Vec::with_capacity(config.max_batch);
     while let Some(first) = requests.recv().await {
@@ -40,12 +43,15 @@ pub(super) async fn run(
                 Err(_) => break,
             }
         }
-        write_group(&pool, &mut group).await;
+        if write_group(&pool, &mut group).await > 0 {
+            committed.notify_one();
+        }
     }
     tracing::debug!("inbox writer stopped: no more senders");
 }
 
-async fn write_group(pool: &SqlitePool, group: &mut Vec<WriteRequest>) {
+/// Writes and answers a group; returns how many new events were stored.
+async fn write_group(pool: &SqlitePool, group: &mut Vec<WriteRequest>) -> usize {
     let mut conn = match pool.acquire().await {
         Ok(conn) => conn,
         Err(err) => {
@@ -55,13 +61,15 @@ async fn write_group(pool: &SqlitePool, group: &mut Vec<WriteRequest>) {
                     .reply
                     .send(Err(InboxError::Database(sqlx::Error::PoolTimedOut)));
             }
-            return;
+            return 0;
         }
     };
     let size = group.len();
+    let mut stored = 0;
     match write_all(&mut conn, group).await {
         Ok(outcomes) => {
             for (request, outcome) in group.drain(..).zip(outcomes) {
+                stored += outcome.stored;
                 // A dropped receiver means the client went away; the delivery is stored anyway.
                 let _ = request.reply.send(Ok(outcome));
             }
@@ -72,6 +80,9 @@ async fn write_group(pool: &SqlitePool, group: &mut Vec<WriteRequest>) {
                 let result = write_all(&mut conn, std::slice::from_ref(&request))
                     .await
                     .map(|mut outcomes| outcomes.remove(0));
+                if let Ok(outcome) = &result {
+                    stored += outcome.stored;
+                }
                 if let Err(err) = &result {
                     tracing::error!(error = %err, webhook.name = %request.delivery.webhook, "inbox: delivery could not be stored");
                 }
@@ -79,6 +90,7 @@ async fn write_group(pool: &SqlitePool, group: &mut Vec<WriteRequest>) {
             }
         }
     }
+    stored
 }
 
 /// Writes the deliveries in one `BEGIN IMMEDIATE` transaction and commits.

@@ -127,7 +127,7 @@ async fn accept_delivery(
         webhook: name,
         headers,
         body,
-        received_at_ms: now_ms(),
+        received_at_ms: crate::clock::now_ms(),
     };
     let verified = signature::verify(raw, secrets)?;
     let delivery = delivery::unwrap_delivery(verified);
@@ -190,11 +190,4 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Byte
         }
         Err(_) => Err(IngestError::BodyUnreadable),
     }
-}
-
-fn now_ms() -> i64 {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    i64::try_from(now.as_millis()).unwrap_or(i64::MAX)
 }

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use crate::payloads::message_received;
 use crate::test_app::{TestApp, SECRET};
 
-fn switchboard(args: &[&str]) -> Output {
+pub fn switchboard(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_switchboard"))
         .args(args)
         .env_remove("SWITCHBOARD_CONFIG")
@@ -29,6 +29,7 @@ fn check_accepts_the_example_config_when_its_variables_are_set() {
         .args(["check", "--config", "config/example.toml"])
         .env("SUPPORT_WEBHOOK_SECRET", "a")
         .env("SALES_WEBHOOK_SECRET", "b")
+        .env("KAPSO_API_KEY", "k")
         .output()
         .unwrap();
     assert!(output.status.success(), "{}", stderr(&output));
@@ -43,6 +44,7 @@ fn check_accepts_the_example_config_when_its_variables_are_set() {
 fn check_names_the_file_key_and_missing_variable() {
     let output = Command::new(env!("CARGO_BIN_EXE_switchboard"))
         .args(["check", "--config", "config/example.toml"])
+        .env("KAPSO_API_KEY", "k")
         .env_remove("SUPPORT_WEBHOOK_SECRET")
         .output()
         .unwrap();

@@ -5,5 +5,8 @@
 mod admin;
 mod cli;
 mod ingest;
+mod kapso;
 mod payloads;
+mod pipeline;
 mod test_app;
+mod user_service;

@@ -35,3 +35,18 @@ pub fn message_status(wamid: &str, status: &str) -> Value {
         "phone_number_id": PHONE_NUMBER_ID
     })
 }
+
+/// An inbound text at a given Unix time, from Dana Ruiz, in `conversation`.
+pub fn text_at(
+    wamid: &str,
+    conversation: &str,
+    text: &str,
+    unix_seconds: i64,
+    new_conversation: bool,
+) -> Value {
+    let mut payload = message_received(wamid, conversation, text);
+    payload["message"]["timestamp"] = json!(unix_seconds.to_string());
+    payload["conversation"]["kapso"] = json!({ "contact_name": "Dana Ruiz" });
+    payload["is_new_conversation"] = json!(new_conversation);
+    payload
+}

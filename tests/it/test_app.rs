@@ -93,6 +93,20 @@ impl TestApp {
         }
     }
 
+    /// Simulates a crash: the server and every background task are dropped mid-flight, with
+    /// no graceful shutdown (running jobs keep their leases in the database).
+    pub async fn kill(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.abort();
+            let _ = server.await;
+        }
+    }
+
+    /// Starts again on the same database file after [`TestApp::kill`].
+    pub async fn start_again(&mut self) {
+        self.start().await;
+    }
+
     /// Stops and starts again on the same database file.
     pub async fn restart(&mut self) {
         self.stop().await;

@@ -1,0 +1,233 @@
+#!/usr/bin/env bash
+# Benchmarks switchboard on this machine with durable commits (synchronous = full):
+#   1. maximum throughput: closed loop, CONCURRENCY workers, DURATION s (default 64, 10 s)
+#   2. latency at a fixed rate: open loop, RATE deliveries/s, RATE_DURATION s (default 1000, 20 s)
+# against a release build started on a fresh database, then prints a summary.
+#
+# Usage: scripts/bench.sh
+# Environment overrides:
+#   DURATION       seconds of run 1 (default 10); also of run 2 unless RATE_DURATION is set
+#   RATE_DURATION  seconds of run 2 (default 20, or DURATION when that is set)
+#   RATE           deliveries/s of run 2 (default 1000)
+#   CONCURRENCY    workers of run 1 and in-flight limit of run 2 (default 64)
+#   WARMUP         warm-up seconds before each run, not counted (default 1)
+#   BATCH          events per delivery (default 1)
+#   BENCH_LISTEN   address the server listens on (default 127.0.0.1:8080; loopback only)
+#   BENCH_TMPDIR   where the fresh database directory is created (default target/bench, i.e. the
+#                  project's disk: a tmpfs /tmp would make fsync free and the numbers meaningless)
+#   KEEP_DB=1      keep the database directory afterwards
+#   NO_BUILD=1     skip `cargo build --release --bins`
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+
+RUN1_DURATION="${DURATION:-10}"
+RUN2_DURATION="${RATE_DURATION:-${DURATION:-20}}"
+RATE="${RATE:-1000}"
+CONCURRENCY="${CONCURRENCY:-64}"
+WARMUP="${WARMUP:-1}"
+BATCH="${BATCH:-1}"
+BENCH_LISTEN="${BENCH_LISTEN:-127.0.0.1:8080}"
+BENCH_TMPDIR="${BENCH_TMPDIR:-target/bench}"
+export BENCH_LISTEN
+
+case "$BENCH_LISTEN" in
+  127.*:* | localhost:* | "[::1]":*) ;;
+  *) echo "bench: BENCH_LISTEN must be a loopback address, got $BENCH_LISTEN" >&2; exit 2 ;;
+esac
+for v in RUN1_DURATION RUN2_DURATION RATE CONCURRENCY WARMUP BATCH; do
+  if ! [[ "${!v}" =~ ^[0-9]+$ ]]; then
+    echo "bench: $v must be a whole number, got '${!v}'" >&2
+    exit 2
+  fi
+done
+
+BASE="http://$BENCH_LISTEN"
+SERVER_BIN=target/release/switchboard
+LOADGEN_BIN=target/release/loadgen
+SERVER_PID=""
+LG_PID=""
+WORKDIR=""
+
+log() { printf 'bench: %s\n' "$*" >&2; }
+
+stop_server() {
+  # SIGTERM, wait for the graceful shutdown (bounded), then SIGKILL.
+  if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
+    kill -TERM "$SERVER_PID" 2>/dev/null || true
+    for _ in $(seq 1 150); do
+      kill -0 "$SERVER_PID" 2>/dev/null || break
+      sleep 0.1
+    done
+    if kill -0 "$SERVER_PID" 2>/dev/null; then
+      log "server $SERVER_PID did not stop within 15 s of SIGTERM: killing it"
+      kill -KILL "$SERVER_PID" 2>/dev/null || true
+    fi
+  fi
+  if [ -n "$SERVER_PID" ]; then
+    wait "$SERVER_PID" 2>/dev/null && SERVER_RC=0 || SERVER_RC=$?
+    SERVER_PID=""
+  fi
+}
+
+cleanup() {
+  if [ -n "$LG_PID" ] && kill -0 "$LG_PID" 2>/dev/null; then
+    kill -TERM "$LG_PID" 2>/dev/null || true
+    wait "$LG_PID" 2>/dev/null || true
+  fi
+  stop_server
+  if [ -n "$WORKDIR" ] && [ -d "$WORKDIR" ] && [ "${KEEP_DB:-0}" != 1 ]; then
+    rm -rf "$WORKDIR"
+  fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# CPU time (user + system) of a process, in clock ticks.
+cpu_ticks() {
+  awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" 2>/dev/null || echo 0
+}
+CLK_TCK="$(getconf CLK_TCK 2>/dev/null || echo 100)"
+
+if [ "${NO_BUILD:-0}" != 1 ]; then
+  log "building release binaries"
+  timeout 900 cargo build --release --bins
+fi
+
+if curl -s -o /dev/null --max-time 2 "$BASE/healthz"; then
+  log "something already answers on $BENCH_LISTEN: stop it or set BENCH_LISTEN"
+  exit 2
+fi
+
+mkdir -p "$BENCH_TMPDIR"
+WORKDIR="$(mktemp -d "$BENCH_TMPDIR/run.XXXXXX")"
+WORKDIR="$(cd "$WORKDIR" && pwd)"
+export BENCH_DB="$WORKDIR/switchboard.db"
+FS_TYPE="$(df --output=fstype "$WORKDIR" 2>/dev/null | tail -n1 || echo unknown)"
+
+log "checking config/bench.toml"
+"$SERVER_BIN" check --config config/bench.toml >&2
+
+log "starting $SERVER_BIN on $BENCH_LISTEN, database $BENCH_DB ($FS_TYPE)"
+RUST_LOG=warn "$SERVER_BIN" serve --config config/bench.toml >"$WORKDIR/server.log" 2>&1 &
+SERVER_PID=$!
+
+ready=0
+for _ in $(seq 1 100); do
+  if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+    log "the server exited during start-up; its log:"
+    cat "$WORKDIR/server.log" >&2
+    SERVER_PID=""
+    exit 1
+  fi
+  code="$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "$BASE/readyz" || true)"
+  if [ "$code" = 200 ]; then
+    ready=1
+    break
+  fi
+  sleep 0.1
+done
+if [ "$ready" != 1 ]; then
+  log "the server did not answer 200 on /readyz within 10 s; its log:"
+  cat "$WORKDIR/server.log" >&2
+  exit 1
+fi
+log "server ready (pid $SERVER_PID)"
+
+# run_loadgen NAME SECONDS ARGS...: runs loadgen (bounded in time), samples CPU with top midway,
+# and leaves its output in $WORKDIR/NAME.out and CPU figures in $WORKDIR/NAME.cpu.
+run_loadgen() {
+  local name="$1" secs="$2"
+  shift 2
+  local limit=$((WARMUP + secs + 90))
+  log "run $name: loadgen $*"
+  local server_before
+  server_before="$(cpu_ticks "$SERVER_PID")"
+  timeout --signal=INT --kill-after=10 "$limit" \
+    "$LOADGEN_BIN" --url "$BASE/webhooks/bench" --secret bench-secret \
+    --warmup "$WARMUP" --duration "$secs" --batch "$BATCH" "$@" \
+    >"$WORKDIR/$name.out" 2>&1 &
+  local lg_pid=$!
+  LG_PID=$lg_pid
+  # One top sample (1 s, the second frame: the first one is since boot) in the middle of the
+  # measured phase: the busiest processes on the machine, so other load shows up too.
+  # (sleep in the background so that a SIGTERM/SIGINT is handled at once)
+  sleep $((WARMUP + secs / 2)) &
+  wait $!
+  if kill -0 "$lg_pid" 2>/dev/null; then
+    top -b -n2 -d1 -w 200 -o %CPU 2>/dev/null \
+      | awk '/^top -/ { frame++ } frame == 2' | sed -n '1,3p;/PID/,+6p' >"$WORKDIR/$name.top" &
+    local top1=$!
+    # and the server's busiest threads (is one thread, e.g. the SQLite writer, saturated?)
+    top -H -b -n2 -d1 -w 200 -o %CPU -p "$SERVER_PID" 2>/dev/null \
+      | awk -v main="$SERVER_PID" '/^top -/ { frame++ } frame == 2 && $1 != main' \
+      | sed -n '/PID/,+5p' >"$WORKDIR/$name.threads" &
+    local top2=$!
+    wait "$top1" "$top2" || true
+  fi
+  local rc=0
+  wait "$lg_pid" || rc=$?
+  LG_PID=""
+  local server_after
+  server_after="$(cpu_ticks "$SERVER_PID")"
+  awk -v a="$server_before" -v b="$server_after" -v hz="$CLK_TCK" -v s="$((WARMUP + secs))" \
+    'BEGIN { c = (b - a) / hz; printf "server CPU %.2f s over ~%d s of load (%.0f%% of one core, avg)\n", c, s, 100 * c / s }' \
+    >"$WORKDIR/$name.cpu"
+  return "$rc"
+}
+
+RC1=0
+RC2=0
+run_loadgen max "$RUN1_DURATION" --concurrency "$CONCURRENCY" || RC1=$?
+run_loadgen rate "$RUN2_DURATION" --rate "$RATE" --concurrency "$CONCURRENCY" || RC2=$?
+
+DB_SIZE="$(du -sh "$WORKDIR" 2>/dev/null | cut -f1)"
+log "stopping the server (SIGTERM)"
+SERVER_RC=""
+stop_server
+log "server exited with status ${SERVER_RC:-?}"
+
+block() {
+  local name="$1"
+  cat "$WORKDIR/$name.out"
+  cat "$WORKDIR/$name.cpu"
+  if [ -s "$WORKDIR/$name.top" ]; then
+    echo "top -b -n2 -d1 midway (second frame):"
+    sed 's/^/  /' "$WORKDIR/$name.top"
+  fi
+  if [ -s "$WORKDIR/$name.threads" ]; then
+    echo "server threads (top -H), same second:"
+    sed 's/^/  /' "$WORKDIR/$name.threads"
+  fi
+}
+
+CPU_MODEL="$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null)"
+echo
+echo "================ switchboard benchmark ================"
+echo "date        $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+echo "commit      $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD 2>/dev/null || echo ' (+ uncommitted changes)')"
+echo "nproc       $(nproc)"
+echo "cpu         ${CPU_MODEL:-unknown}"
+echo "kernel      $(uname -sr)"
+echo "database    $BENCH_DB ($FS_TYPE), synchronous = full, $DB_SIZE after both runs"
+echo "server      exit status ${SERVER_RC:-?} after SIGTERM"
+echo
+echo "--- 1. max throughput (closed loop, concurrency $CONCURRENCY, ${RUN1_DURATION}s) [loadgen exit $RC1]"
+block max
+echo
+echo "--- 2. fixed rate (open loop, $RATE deliveries/s, ${RUN2_DURATION}s) [loadgen exit $RC2]"
+block rate
+echo
+THROUGHPUT="$(awk '/throughput/ { print $2; exit }' "$WORKDIR/max.out")"
+P99="$(awk '/latency ms/ { for (i = 1; i <= NF; i++) if ($i == "p99") { print $(i + 1); exit } }' "$WORKDIR/rate.out")"
+verdict() { if awk -v v="$1" -v t="$2" -v op="$3" 'BEGIN { exit !(v != "" && (op == ">=" ? v + 0 >= t : v + 0 < t)) }'; then echo PASS; else echo FAIL; fi; }
+echo "targets     max throughput >= 5000 deliveries/s: ${THROUGHPUT:-?} -> $(verdict "$THROUGHPUT" 5000 ">=")"
+echo "            p99 < 25 ms at $RATE deliveries/s:    ${P99:-?} ms -> $(verdict "$P99" 25 "<")"
+if [ "$RATE" != 1000 ]; then
+  echo "            (the latency target is defined at 1000 deliveries/s; RATE=$RATE)"
+fi
+echo "======================================================="
+
+if [ "$RC1" != 0 ] || [ "$RC2" != 0 ]; then
+  exit 1
+fi

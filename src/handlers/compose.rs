@@ -1,0 +1,235 @@
+//! Builds Meta-proxy message bodies (CONTRACT.md §5) for the handlers: addressing, replies,
+//! templates, message files and read receipts. Pure.
+
+use serde_json::{json, Map, Value};
+
+use crate::config::pipeline::TemplateParams;
+use crate::event::str_at;
+use crate::jobs::retry::Failure;
+use crate::template::{contact_phone, render_json, RenderContext, Template};
+
+/// Fills `messaging_product`, `recipient_type` and `to` (or `recipient`, for contacts known only
+/// by a business-scoped user id) unless the body already has them.
+pub fn address(mut body: Map<String, Value>, customer: &Value) -> Result<Value, Failure> {
+    body.insert("messaging_product".into(), json!("whatsapp"));
+    body.entry("recipient_type").or_insert(json!("individual"));
+    if !body.contains_key("to") && !body.contains_key("recipient") {
+        if let Some(phone) = contact_phone(customer) {
+            body.insert("to".into(), Value::String(phone));
+        } else if let Some(user) = str_at(customer, &["message", "from_user_id"])
+            .or_else(|| str_at(customer, &["conversation", "business_scoped_user_id"]))
+        {
+            body.insert("recipient".into(), Value::String(user));
+        } else {
+            return Err(Failure::Fatal(
+                "the event has no customer phone number or user id to reply to".into(),
+            ));
+        }
+    }
+    Ok(Value::Object(body))
+}
+
+/// The inbound message a reply refers to: the last one of the job.
+fn inbound_message_id(payload: &Value) -> Option<String> {
+    let direction = str_at(payload, &["message", "kapso", "direction"]);
+    if direction.as_deref() == Some("outbound") {
+        return None;
+    }
+    str_at(payload, &["message", "id"])
+}
+
+fn template_error(e: crate::template::TemplateError) -> Failure {
+    Failure::Fatal(format!("template: {e}"))
+}
+
+pub fn reply(
+    text: &str,
+    quote: bool,
+    preview_url: bool,
+    ctx: &RenderContext<'_>,
+    last: &Value,
+) -> Result<Value, Failure> {
+    let body = Template::parse(text).map_err(template_error)?.render(ctx);
+    let mut message = Map::new();
+    message.insert("type".into(), json!("text"));
+    message.insert(
+        "text".into(),
+        json!({ "body": body, "preview_url": preview_url }),
+    );
+    if quote {
+        if let Some(id) = inbound_message_id(last) {
+            message.insert("context".into(), json!({ "message_id": id }));
+        }
+    }
+    address(message, last)
+}
+
+pub fn template(
+    name: &str,
+    language: &str,
+    params: &TemplateParams,
+    ctx: &RenderContext<'_>,
+    last: &Value,
+) -> Result<Value, Failure> {
+    let render = |p: &str| {
+        Template::parse(p)
+            .map(|t| t.render(ctx))
+            .map_err(template_error)
+    };
+    let parameters: Vec<Value> = match params {
+        TemplateParams::Positional(list) => list
+            .iter()
+            .map(|p| Ok(json!({ "type": "text", "text": render(p)? })))
+            .collect::<Result<_, Failure>>()?,
+        TemplateParams::Named(map) => map
+            .iter()
+            .map(|(k, p)| Ok(json!({ "type": "text", "parameter_name": k, "text": render(p)? })))
+            .collect::<Result<_, Failure>>()?,
+    };
+    let mut template = json!({ "name": name, "language": { "code": language } });
+    if !parameters.is_empty() {
+        template["components"] = json!([{ "type": "body", "parameters": parameters }]);
+    }
+    let mut message = Map::new();
+    message.insert("type".into(), json!("template"));
+    message.insert("template".into(), template);
+    address(message, last)
+}
+
+pub fn message_file(body: &Value, ctx: &RenderContext<'_>, last: &Value) -> Result<Value, Failure> {
+    match render_json(body, ctx).map_err(template_error)? {
+        Value::Object(map) => address(map, last),
+        _ => Err(Failure::Fatal(
+            "the message file is not a JSON object".into(),
+        )),
+    }
+}
+
+/// A message returned by the user's `http` handler: a full message body (with `type`) or the
+/// shorthand `{"text": "..."}`.
+pub fn returned_message(index: usize, message: &Value, last: &Value) -> Result<Value, Failure> {
+    let Value::Object(map) = message else {
+        return Err(Failure::Fatal(format!(
+            "returned message #{index} is not a JSON object"
+        )));
+    };
+    if map.get("type").is_some_and(Value::is_string) {
+        return address(map.clone(), last);
+    }
+    match map.get("text") {
+        Some(Value::String(text)) => {
+            let mut body = Map::new();
+            body.insert("type".into(), json!("text"));
+            body.insert("text".into(), json!({ "body": text }));
+            address(body, last)
+        }
+        _ => Err(Failure::Fatal(format!(
+            "returned message #{index} has neither a `type` nor a `text` string"
+        ))),
+    }
+}
+
+/// The message a read receipt is for: the last inbound message of the job.
+pub fn read_receipt_target(last: &Value) -> Result<String, Failure> {
+    inbound_message_id(last).ok_or_else(|| {
+        Failure::Fatal(
+            "mark_read needs an inbound message (route it on whatsapp.message.received)".into(),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inbound() -> Value {
+        json!({
+            "message": {"id": "wamid.IN", "from": "15550100200", "type": "text", "text": {"body": "hi"},
+                        "kapso": {"direction": "inbound"}},
+            "conversation": {"id": "c", "kapso": {"contact_name": "Dana"}},
+            "phone_number_id": "106540352242922"
+        })
+    }
+
+    fn ctx(payloads: &[Value]) -> RenderContext<'_> {
+        RenderContext {
+            event_type: "whatsapp.message.received",
+            webhook: "w",
+            route: "r",
+            payloads,
+        }
+    }
+
+    #[test]
+    fn reply_quotes_the_inbound_message_and_fills_placeholders() {
+        let payloads = [inbound()];
+        let body = reply(
+            "Hi {{contact.name}}",
+            true,
+            false,
+            &ctx(&payloads),
+            &payloads[0],
+        )
+        .unwrap();
+        assert_eq!(
+            body,
+            json!({"messaging_product": "whatsapp", "recipient_type": "individual", "to": "15550100200",
+                   "type": "text", "text": {"body": "Hi Dana", "preview_url": false},
+                   "context": {"message_id": "wamid.IN"}})
+        );
+    }
+
+    #[test]
+    fn template_with_named_parameters() {
+        let payloads = [inbound()];
+        let mut named = std::collections::BTreeMap::new();
+        named.insert("customer".to_owned(), "{{contact.name}}".to_owned());
+        let body = template(
+            "order_shipped",
+            "en_US",
+            &TemplateParams::Named(named),
+            &ctx(&payloads),
+            &payloads[0],
+        )
+        .unwrap();
+        assert_eq!(body["template"]["language"]["code"], "en_US");
+        assert_eq!(
+            body["template"]["components"][0]["parameters"][0],
+            json!({"type": "text", "parameter_name": "customer", "text": "Dana"})
+        );
+    }
+
+    #[test]
+    fn bsuid_only_contacts_are_addressed_by_recipient() {
+        let customer = json!({"message": {"id": "w", "from_user_id": "US.123"}});
+        let body = address(Map::new(), &customer).unwrap();
+        assert_eq!(body["recipient"], "US.123");
+        assert!(body.get("to").is_none());
+        assert!(matches!(
+            address(Map::new(), &json!({})),
+            Err(Failure::Fatal(_))
+        ));
+    }
+
+    #[test]
+    fn returned_messages_accept_text_shorthand_and_full_bodies() {
+        let last = inbound();
+        let text = returned_message(0, &json!({"text": "ok"}), &last).unwrap();
+        assert_eq!(text["text"]["body"], "ok");
+        let image = returned_message(
+            1,
+            &json!({"type": "image", "image": {"link": "https://x/y.png"}}),
+            &last,
+        )
+        .unwrap();
+        assert_eq!(image["to"], "15550100200");
+        assert!(returned_message(2, &json!({"nope": 1}), &last).is_err());
+    }
+
+    #[test]
+    fn read_receipts_need_an_inbound_message() {
+        assert_eq!(read_receipt_target(&inbound()).unwrap(), "wamid.IN");
+        let outbound = json!({"message": {"id": "wamid.OUT", "kapso": {"direction": "outbound"}}});
+        assert!(read_receipt_target(&outbound).is_err());
+    }
+}

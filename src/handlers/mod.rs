@@ -1,0 +1,266 @@
+//! Handlers: what a job does. Each run first plans its outbound actions (reply, template,
+//! message file, read receipt, or whatever the user's `http` service answers), records the plan,
+//! then sends what is not yet confirmed. A retried job resumes the recorded plan, so a message
+//! Kapso confirmed is never sent twice.
+
+pub mod compose;
+pub mod http;
+pub mod store;
+
+use serde_json::{json, Value};
+use sqlx::SqlitePool;
+
+use crate::clock::now_ms;
+use crate::config::HandlerConfig;
+use crate::inbox::store::StoredEvent;
+use crate::jobs::retry::Failure;
+use crate::jobs::store::ClaimedJob;
+use crate::kapso::{KapsoClient, KapsoError, RetryHint};
+use crate::router::Route;
+use crate::template::RenderContext;
+
+/// One thing a job does through Kapso.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    Send {
+        phone_number_id: String,
+        body: Value,
+    },
+    MarkRead {
+        phone_number_id: String,
+        message_id: String,
+        typing_indicator: bool,
+    },
+}
+
+impl Action {
+    fn to_row(&self) -> (&'static str, &str, String) {
+        match self {
+            Action::Send {
+                phone_number_id,
+                body,
+            } => ("send", phone_number_id, body.to_string()),
+            Action::MarkRead {
+                phone_number_id,
+                message_id,
+                typing_indicator,
+            } => (
+                "mark_read",
+                phone_number_id,
+                json!({ "message_id": message_id, "typing_indicator": typing_indicator })
+                    .to_string(),
+            ),
+        }
+    }
+
+    fn from_row(row: &store::OutboundRow) -> Result<Action, Failure> {
+        let body: Value = serde_json::from_str(&row.body)
+            .map_err(|e| Failure::Fatal(format!("outbound #{} is not JSON: {e}", row.id)))?;
+        let phone_number_id = row.phone_number_id.clone();
+        match row.action.as_str() {
+            "send" => Ok(Action::Send {
+                phone_number_id,
+                body,
+            }),
+            "mark_read" => Ok(Action::MarkRead {
+                phone_number_id,
+                message_id: body["message_id"].as_str().unwrap_or_default().to_owned(),
+                typing_indicator: body["typing_indicator"].as_bool().unwrap_or(false),
+            }),
+            other => Err(Failure::Fatal(format!(
+                "outbound #{}: unknown action {other}",
+                row.id
+            ))),
+        }
+    }
+}
+
+/// A claimed job with its route and events (oldest first).
+pub struct JobInput<'a> {
+    pub job: &'a ClaimedJob,
+    pub route: &'a Route,
+    pub events: &'a [StoredEvent],
+}
+
+/// What a run did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RunReport {
+    /// Actions confirmed by Kapso in this run.
+    pub sent: usize,
+    /// Actions confirmed in an earlier run and therefore skipped.
+    pub already_sent: usize,
+}
+
+pub struct Handlers {
+    kapso: Option<KapsoClient>,
+    http: reqwest::Client,
+}
+
+impl Handlers {
+    pub fn new(kapso: Option<KapsoClient>) -> Handlers {
+        Handlers {
+            kapso,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// Runs a job to completion or to its first failure.
+    pub async fn run(&self, pool: &SqlitePool, input: &JobInput<'_>) -> Result<RunReport, Failure> {
+        let mut rows = store::planned(pool, input.job.id)
+            .await
+            .map_err(db_failure)?;
+        if rows.is_empty() {
+            let actions = self.plan(input).await?;
+            if actions.is_empty() {
+                return Ok(RunReport::default());
+            }
+            store::record_plan(pool, input.job.id, &actions, now_ms())
+                .await
+                .map_err(db_failure)?;
+            rows = store::planned(pool, input.job.id)
+                .await
+                .map_err(db_failure)?;
+        }
+        let mut report = RunReport::default();
+        for row in &rows {
+            if row.state == "sent" {
+                report.already_sent += 1;
+                continue;
+            }
+            let action = Action::from_row(row)?;
+            let wamid = self.execute(&action).await?;
+            store::mark_sent(pool, row.id, wamid.as_deref(), now_ms())
+                .await
+                .map_err(db_failure)?;
+            report.sent += 1;
+        }
+        Ok(report)
+    }
+
+    /// Works out what the job should send. For `http` this calls the user's service.
+    async fn plan(&self, input: &JobInput<'_>) -> Result<Vec<Action>, Failure> {
+        let payloads: Vec<Value> = input.events.iter().map(StoredEvent::payload_json).collect();
+        let (Some(last_event), Some(last)) = (input.events.last(), payloads.last()) else {
+            return Err(Failure::Fatal(
+                "the job's events are no longer in the inbox".into(),
+            ));
+        };
+        let ctx = RenderContext {
+            event_type: &input.job.event_type,
+            webhook: &input.job.webhook,
+            route: &input.route.name,
+            payloads: &payloads,
+        };
+        let phone_number_id = || {
+            last_event.phone_number_id.clone().ok_or_else(|| {
+                Failure::Fatal("the event has no phone_number_id to send from".into())
+            })
+        };
+        let send = |body: Value| -> Result<Vec<Action>, Failure> {
+            Ok(vec![Action::Send {
+                phone_number_id: phone_number_id()?,
+                body,
+            }])
+        };
+        match &input.route.handler {
+            HandlerConfig::Reply {
+                text,
+                quote,
+                preview_url,
+            } => send(compose::reply(text, *quote, *preview_url, &ctx, last)?),
+            HandlerConfig::Template {
+                name,
+                language,
+                params,
+            } => send(compose::template(name, language, params, &ctx, last)?),
+            HandlerConfig::Message { body, .. } => {
+                let body = body
+                    .as_ref()
+                    .ok_or_else(|| Failure::Fatal("the message file was not loaded".into()))?;
+                send(compose::message_file(body, &ctx, last)?)
+            }
+            HandlerConfig::MarkRead { typing_indicator } => Ok(vec![Action::MarkRead {
+                phone_number_id: phone_number_id()?,
+                message_id: compose::read_receipt_target(last)?,
+                typing_indicator: *typing_indicator,
+            }]),
+            HandlerConfig::Http {
+                url,
+                timeout_ms,
+                secret,
+                headers,
+            } => {
+                let target = http::HttpTarget {
+                    url,
+                    timeout_ms: *timeout_ms,
+                    secret: secret.as_ref(),
+                    headers,
+                };
+                let body = http::request_body(input, &payloads);
+                let messages = http::call(&self.http, &target, &body, input).await?;
+                if messages.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let from = phone_number_id()?;
+                messages
+                    .iter()
+                    .enumerate()
+                    .map(|(i, m)| {
+                        Ok(Action::Send {
+                            phone_number_id: from.clone(),
+                            body: compose::returned_message(i, m, last)?,
+                        })
+                    })
+                    .collect()
+            }
+            HandlerConfig::Log {} => {
+                for (event, payload) in input.events.iter().zip(&payloads) {
+                    tracing::info!(route = %input.route.name, job.id = input.job.id,
+                        event.id = event.id, event.type = %event.event_type,
+                        conversation = event.conversation_id.as_deref().unwrap_or("-"),
+                        payload = %payload, "event");
+                }
+                Ok(Vec::new())
+            }
+        }
+    }
+
+    /// One call to Kapso; returns the wamid of a sent message.
+    async fn execute(&self, action: &Action) -> Result<Option<String>, Failure> {
+        let kapso = self.kapso.as_ref().ok_or_else(|| {
+            Failure::Fatal("kapso.api_key is not configured; cannot call Kapso".into())
+        })?;
+        match action {
+            Action::Send {
+                phone_number_id,
+                body,
+            } => kapso
+                .send_message(phone_number_id, body)
+                .await
+                .map(|sent| Some(sent.message_id))
+                .map_err(kapso_failure),
+            Action::MarkRead {
+                phone_number_id,
+                message_id,
+                typing_indicator,
+            } => kapso
+                .mark_read(phone_number_id, message_id, *typing_indicator)
+                .await
+                .map(|_| None)
+                .map_err(kapso_failure),
+        }
+    }
+}
+
+fn kapso_failure(err: KapsoError) -> Failure {
+    let message = format!("kapso: {err}");
+    match err.retry_hint() {
+        RetryHint::RetryAfter(after) => Failure::RetryAfter(message, after),
+        RetryHint::Retry => Failure::Retry(message),
+        RetryHint::DoNotRetry => Failure::Fatal(message),
+    }
+}
+
+fn db_failure(err: sqlx::Error) -> Failure {
+    Failure::Retry(format!("database: {err}"))
+}

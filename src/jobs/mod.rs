@@ -1,0 +1,43 @@
+//! The durable job queue: one row per handler run, claimed with a lease, retried with backoff,
+//! dead-lettered when it cannot succeed. Jobs of one conversation and route run in order.
+
+pub mod retry;
+pub mod runner;
+pub mod store;
+
+use crate::inbox::store::StoredEvent;
+use crate::router::Route;
+pub use store::NewJob;
+
+/// The key that makes a route's jobs for one conversation run one at a time.
+pub fn ordering_key(route: &str, conversation: Option<&str>) -> Option<String> {
+    conversation.map(|c| format!("{route}\u{1f}{c}"))
+}
+
+/// When an event happened, for ordering: its own timestamp, else its arrival (Unix ms).
+pub fn event_time_ms(event: &StoredEvent) -> i64 {
+    event
+        .occurred_at
+        .map_or(event.received_at, |s| s.saturating_mul(1000))
+}
+
+impl NewJob {
+    /// A job running `route` on `events` (oldest first; at least one).
+    pub fn for_events(route: &Route, events: &[StoredEvent], now: i64) -> Option<NewJob> {
+        let first = events.first()?;
+        let conversation = first.conversation_id.clone();
+        Some(NewJob {
+            route: route.name.clone(),
+            handler: route.handler.kind().to_owned(),
+            webhook: first.webhook.clone(),
+            event_type: first.event_type.clone(),
+            ordering_key: ordering_key(&route.name, conversation.as_deref()),
+            conversation,
+            order_ts: event_time_ms(first),
+            order_seq: first.id,
+            event_ids: events.iter().map(|e| e.id).collect(),
+            max_attempts: route.max_attempts,
+            run_at: now,
+        })
+    }
+}

@@ -1,0 +1,17 @@
+//! Everything switchboard says to Kapso: the [`KapsoClient`] (Platform API and Meta proxy),
+//! its [`KapsoError`] with CONTRACT §6 retry hints, and the request/response DTOs.
+//! The simulated Kapso that tests and `demo` talk to lives in `crate::kapso_sim`.
+
+pub mod client;
+pub mod dto;
+pub mod error;
+mod platform;
+pub mod retry;
+
+pub use client::KapsoClient;
+pub use dto::{
+    MessagingLimit, PageMeta, PhoneNumber, RemoteWebhook, SendResponse, WebhookFilter, WebhookKind,
+    WebhookPatch, WebhookRequest,
+};
+pub use error::{GraphError, KapsoError};
+pub use retry::{ErrorCategory, RetryHint, RetryPolicy};

@@ -1,0 +1,556 @@
+//! After the inbox: buffering, routing, fan-out, durable jobs and replies through the Meta
+//! proxy of a simulated Kapso on loopback.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use switchboard::kapso_sim::{ScriptedResponse, SimConfig, SimulatedKapso};
+
+use crate::payloads::{text_at, PHONE_NUMBER_ID};
+use crate::test_app::TestApp;
+use crate::user_service::UserService;
+
+const RECEIVED: &str = "whatsapp.message.received";
+const API_KEY: &str = "test-api-key";
+const WAIT: Duration = Duration::from_secs(15);
+
+async fn sim() -> SimulatedKapso {
+    SimulatedKapso::start(SimConfig {
+        api_key: API_KEY.to_owned(),
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap()
+}
+
+/// Kapso pointed at the simulator, fast retries, buffering off unless a route turns it on.
+fn pipeline_config(sim: &SimulatedKapso, routes: &str) -> String {
+    pipeline_config_with_lease(sim, 10_000, routes)
+}
+
+fn pipeline_config_with_lease(sim: &SimulatedKapso, lease_ms: u64, routes: &str) -> String {
+    format!(
+        r#"
+[kapso]
+base_url = "{base}"
+api_key = "{API_KEY}"
+max_retries = 0
+timeout_ms = 5000
+
+[jobs]
+workers = 4
+backoff_base_ms = 20
+backoff_max_ms = 100
+lease_ms = {lease_ms}
+poll_interval_ms = 200
+
+[buffer]
+enabled = false
+window_ms = 400
+max_wait_ms = 5000
+{routes}"#,
+        base = sim.base_url()
+    )
+}
+
+async fn job_rows(app: &TestApp) -> Vec<(String, String, i64, Option<String>, String)> {
+    let pool = app.db().await;
+    let rows = sqlx::query_as(
+        "SELECT route, state, attempts, last_error, event_ids FROM jobs ORDER BY id",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    rows
+}
+
+/// Waits (without sleeping blindly) until every job has reached `done` or `dead`.
+async fn settled_jobs(
+    app: &TestApp,
+    expected: usize,
+) -> Vec<(String, String, i64, Option<String>, String)> {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let rows = job_rows(app).await;
+        if rows.len() >= expected && rows.iter().all(|r| r.1 == "done" || r.1 == "dead") {
+            return rows;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "jobs did not settle: {rows:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn greeting_route_replies_with_the_filled_template() {
+    let sim = sim().await;
+    let app = TestApp::spawn_with(&pipeline_config(
+        &sim,
+        r#"
+[[routes]]
+name = "greet"
+on = "whatsapp.message.received"
+when = { text = "(?i)^(hi|hello)\\b", new_conversation = true }
+handler = { kind = "reply", text = "Hi {{contact.name}}, how can we help with \"{{message.text}}\"?" }
+"#,
+    ))
+    .await;
+
+    assert_eq!(
+        app.deliver(
+            RECEIVED,
+            &text_at(
+                "wamid.HELLO",
+                "conv-1",
+                "Hello, order 4471?",
+                1_764_093_600,
+                true
+            )
+        )
+        .await,
+        200
+    );
+    // Not a greeting, and not a new conversation: no route matches.
+    assert_eq!(
+        app.deliver(
+            RECEIVED,
+            &text_at("wamid.OTHER", "conv-2", "where is it", 1_764_093_601, false)
+        )
+        .await,
+        200
+    );
+
+    let sends = sim.wait_for_sends(1, WAIT).await;
+    assert_eq!(sends[0].phone_number_id, PHONE_NUMBER_ID);
+    assert_eq!(
+        sends[0].body,
+        json!({
+            "messaging_product": "whatsapp", "recipient_type": "individual", "to": "15550100200",
+            "type": "text",
+            "text": { "body": "Hi Dana Ruiz, how can we help with \"Hello, order 4471?\"?", "preview_url": false },
+            "context": { "message_id": "wamid.HELLO" }
+        })
+    );
+    let jobs = settled_jobs(&app, 1).await;
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    assert_eq!((jobs[0].0.as_str(), jobs[0].1.as_str()), ("greet", "done"));
+    let pool = app.db().await;
+    let (state, wamid): (String, Option<String>) =
+        sqlx::query_as("SELECT state, wamid FROM outbound")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(state, "sent");
+    assert_eq!(wamid.as_deref(), Some(sends[0].wamid.as_str()));
+    assert_eq!(sim.sends().len(), 1);
+}
+
+#[tokio::test]
+async fn burst_of_three_messages_inside_the_window_is_one_handler_run() {
+    let sim = sim().await;
+    let app = TestApp::spawn_with(&pipeline_config(
+        &sim,
+        r#"
+[[routes]]
+name = "summarise"
+on = "whatsapp.message.received"
+buffer = { enabled = true }
+handler = { kind = "reply", quote = false, text = "{{messages.count}} messages: {{messages.text}}" }
+"#,
+    ))
+    .await;
+
+    for (i, text) in ["hello?", "anyone there", "my order is late"]
+        .iter()
+        .enumerate()
+    {
+        let payload = text_at(
+            &format!("wamid.BURST{i}"),
+            "conv-burst",
+            text,
+            1_764_094_000 + i as i64,
+            false,
+        );
+        assert_eq!(app.deliver(RECEIVED, &payload).await, 200);
+    }
+
+    let sends = sim.wait_for_sends(1, WAIT).await;
+    assert_eq!(
+        sends[0].body["text"]["body"],
+        "3 messages: hello?\nanyone there\nmy order is late"
+    );
+    let jobs = settled_jobs(&app, 1).await;
+    assert_eq!(jobs.len(), 1, "one run for the burst: {jobs:?}");
+    let ids: Vec<i64> = serde_json::from_str(&jobs[0].4).unwrap();
+    assert_eq!(ids.len(), 3);
+    assert_eq!(sim.sends().len(), 1);
+}
+
+#[tokio::test]
+async fn every_matching_route_gets_its_own_job() {
+    let sim = sim().await;
+    let app = TestApp::spawn_with(&pipeline_config(
+        &sim,
+        r#"
+[[routes]]
+name = "seen"
+on = "whatsapp.message.*"
+handler = { kind = "mark_read", typing_indicator = true }
+
+[[routes]]
+name = "ack"
+on = "whatsapp.message.received"
+handler = { kind = "reply", text = "Got it" }
+
+[[routes]]
+name = "never"
+on = "whatsapp.conversation.created"
+handler = { kind = "log" }
+"#,
+    ))
+    .await;
+    assert_eq!(
+        app.deliver(
+            RECEIVED,
+            &text_at("wamid.FAN", "conv-fan", "two routes", 1_764_095_000, false)
+        )
+        .await,
+        200
+    );
+
+    let sends = sim.wait_for_sends(2, WAIT).await;
+    let read = sends
+        .iter()
+        .find(|s| s.body["status"] == "read")
+        .expect("a read receipt");
+    assert_eq!(read.body["message_id"], "wamid.FAN");
+    assert_eq!(read.body["typing_indicator"], json!({"type": "text"}));
+    let reply = sends
+        .iter()
+        .find(|s| s.body["type"] == "text")
+        .expect("a reply");
+    assert_eq!(reply.body["text"]["body"], "Got it");
+    let jobs = settled_jobs(&app, 2).await;
+    let mut routes: Vec<&str> = jobs.iter().map(|j| j.0.as_str()).collect();
+    routes.sort_unstable();
+    assert_eq!(routes, ["ack", "seen"]);
+}
+
+#[tokio::test]
+async fn http_handler_reply_is_delivered_through_the_proxy() {
+    let sim = sim().await;
+    let service = UserService::start().await;
+    service.respond(200, json!({ "messages": [ { "text": "Your order ships today" },
+        { "type": "interactive", "interactive": { "type": "button", "body": { "text": "Track it?" },
+          "action": { "buttons": [ { "type": "reply", "reply": { "id": "track", "title": "Track" } } ] } } } ] }));
+    let app = TestApp::spawn_with(&pipeline_config(
+        &sim,
+        &format!(
+            r#"
+[[routes]]
+name = "bot"
+on = "whatsapp.message.received"
+handler = {{ kind = "http", url = "{url}", timeout_ms = 5000, secret = "bot-secret" }}
+"#,
+            url = service.url
+        ),
+    ))
+    .await;
+    assert_eq!(
+        app.deliver(
+            RECEIVED,
+            &text_at(
+                "wamid.BOT",
+                "conv-bot",
+                "status of 4471?",
+                1_764_096_000,
+                false
+            )
+        )
+        .await,
+        200
+    );
+
+    let sends = sim.wait_for_sends(2, WAIT).await;
+    assert_eq!(sends[0].body["text"]["body"], "Your order ships today");
+    assert_eq!(sends[0].body["to"], "15550100200");
+    assert_eq!(sends[1].body["interactive"]["type"], "button");
+
+    let request = &service.received()[0];
+    assert_eq!(request.texts(), ["status of 4471?"]);
+    assert_eq!(request.body["route"], "bot");
+    let signature = request.headers["x-switchboard-signature"].to_str().unwrap();
+    assert_eq!(
+        signature,
+        switchboard::ingest::signature::sign(b"bot-secret", &request.raw)
+    );
+}
+
+#[tokio::test]
+async fn proxy_500_then_200_retries_and_sends_once() {
+    let sim = sim().await;
+    sim.script(ScriptedResponse::status(500));
+    let app = TestApp::spawn_with(&pipeline_config(
+        &sim,
+        r#"
+[[routes]]
+name = "echo"
+on = "whatsapp.message.received"
+handler = { kind = "reply", text = "echo: {{message.text}}" }
+"#,
+    ))
+    .await;
+    assert_eq!(
+        app.deliver(
+            RECEIVED,
+            &text_at("wamid.R500", "conv-500", "ping", 1_764_097_000, false)
+        )
+        .await,
+        200
+    );
+
+    let jobs = settled_jobs(&app, 1).await;
+    assert_eq!(jobs[0].1, "done");
+    assert_eq!(
+        jobs[0].2, 2,
+        "first attempt failed with 500, second succeeded"
+    );
+    assert_eq!(
+        sim.sends().len(),
+        1,
+        "the message was accepted exactly once"
+    );
+    assert_eq!(sim.sends()[0].body["text"]["body"], "echo: ping");
+}
+
+#[tokio::test]
+async fn non_retryable_error_dead_letters_without_retrying_and_can_be_replayed() {
+    let sim = sim().await;
+    sim.script(ScriptedResponse::graph_error(
+        400,
+        131047,
+        "Re-engagement message",
+    ));
+    let app = TestApp::spawn_with(&pipeline_config(
+        &sim,
+        r#"
+[[routes]]
+name = "late"
+on = "whatsapp.message.received"
+handler = { kind = "reply", text = "sorry for the wait" }
+"#,
+    ))
+    .await;
+    assert_eq!(
+        app.deliver(
+            RECEIVED,
+            &text_at("wamid.LATE", "conv-late", "hello?", 1_764_098_000, false)
+        )
+        .await,
+        200
+    );
+
+    let jobs = settled_jobs(&app, 1).await;
+    assert_eq!(jobs[0].1, "dead");
+    assert_eq!(jobs[0].2, 1, "no retry for 131047");
+    assert!(
+        jobs[0].3.as_deref().unwrap_or_default().contains("131047"),
+        "{:?}",
+        jobs[0].3
+    );
+    assert!(sim.sends().is_empty());
+
+    // The operator fixes things and replays the dead job from the command line.
+    let config = app.config_path();
+    let list = crate::cli::switchboard(&[
+        "jobs",
+        "list",
+        "--dead",
+        "--json",
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    assert!(
+        list.status.success(),
+        "{}",
+        String::from_utf8_lossy(&list.stderr)
+    );
+    let dead: Value = serde_json::from_slice(&list.stdout).unwrap();
+    let id = dead[0]["id"].as_i64().unwrap();
+    assert_eq!(dead[0]["route"], "late");
+    let retry = crate::cli::switchboard(&[
+        "jobs",
+        "retry",
+        &id.to_string(),
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    assert!(
+        retry.status.success(),
+        "{}",
+        String::from_utf8_lossy(&retry.stderr)
+    );
+
+    let sends = sim.wait_for_sends(1, WAIT).await;
+    assert_eq!(sends[0].body["text"]["body"], "sorry for the wait");
+}
+
+#[tokio::test]
+async fn restart_during_a_buffer_window_still_flushes() {
+    let sim = sim().await;
+    let mut app = TestApp::spawn_with(&pipeline_config(
+        &sim,
+        r#"
+[[routes]]
+name = "later"
+on = "whatsapp.message.received"
+buffer = { enabled = true, window_ms = 1500, max_wait_ms = 5000 }
+handler = { kind = "reply", text = "{{messages.count}}: {{messages.text}}" }
+"#,
+    ))
+    .await;
+    assert_eq!(
+        app.deliver(
+            RECEIVED,
+            &text_at("wamid.W1", "conv-w", "first", 1_764_099_000, false)
+        )
+        .await,
+        200
+    );
+    assert_eq!(
+        app.deliver(
+            RECEIVED,
+            &text_at("wamid.W2", "conv-w", "second", 1_764_099_001, false)
+        )
+        .await,
+        200
+    );
+    // Both messages are waiting in the buffer (dispatch follows the 200 asynchronously).
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while app.count("buffered_events").await < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "messages never reached the buffer"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        sim.sends().is_empty(),
+        "the window (1.5 s) has not closed yet"
+    );
+
+    app.restart().await;
+
+    let sends = sim.wait_for_sends(1, WAIT).await;
+    assert_eq!(sends[0].body["text"]["body"], "2: first\nsecond");
+    assert_eq!(app.count("buffered_events").await, 0);
+}
+
+#[tokio::test]
+async fn a_killed_workers_job_runs_again_after_its_lease_expires() {
+    let sim = sim().await;
+    let service = UserService::start().await;
+    service.gate("stuck");
+    service.respond(200, json!({}));
+    service.respond(200, json!({ "messages": [ { "text": "recovered" } ] }));
+    let mut app = TestApp::spawn_with(&pipeline_config_with_lease(
+        &sim,
+        1_000,
+        &format!(
+            r#"
+[[routes]]
+name = "bot"
+on = "whatsapp.message.received"
+handler = {{ kind = "http", url = "{url}", timeout_ms = 900 }}
+"#,
+            url = service.url
+        ),
+    ))
+    .await;
+    assert_eq!(
+        app.deliver(
+            RECEIVED,
+            &text_at("wamid.STUCK", "conv-k", "stuck", 1_764_100_000, false)
+        )
+        .await,
+        200
+    );
+    service.wait_for(1).await; // the worker holds the job, blocked in the user's service
+
+    app.kill().await;
+    let running: Vec<_> = job_rows(&app).await;
+    assert_eq!(running[0].1, "running", "the crash left the job leased");
+    service.open("stuck");
+
+    app.start_again().await;
+    let sends = sim.wait_for_sends(1, WAIT).await;
+    assert_eq!(sends[0].body["text"]["body"], "recovered");
+    let jobs = settled_jobs(&app, 1).await;
+    assert_eq!((jobs[0].1.as_str(), jobs[0].2), ("done", 2));
+}
+
+#[tokio::test]
+async fn one_conversation_runs_in_timestamp_order_while_others_proceed() {
+    let sim = sim().await;
+    let service = UserService::start().await;
+    service.gate("a1");
+    let app = TestApp::spawn_with(&pipeline_config(
+        &sim,
+        &format!(
+            r#"
+[[routes]]
+name = "bot"
+on = "whatsapp.message.received"
+handler = {{ kind = "http", url = "{url}", timeout_ms = 5000 }}
+"#,
+            url = service.url
+        ),
+    ))
+    .await;
+    let t = 1_764_101_000;
+    assert_eq!(
+        app.deliver(RECEIVED, &text_at("wamid.A1", "conv-a", "a1", t, false))
+            .await,
+        200
+    );
+    service.wait_for(1).await; // a1 is being handled (held by the service)
+
+    // Kapso delivers conversation A's next two messages out of order.
+    assert_eq!(
+        app.deliver(
+            RECEIVED,
+            &text_at("wamid.A3", "conv-a", "a3", t + 20, false)
+        )
+        .await,
+        200
+    );
+    assert_eq!(
+        app.deliver(
+            RECEIVED,
+            &text_at("wamid.A2", "conv-a", "a2", t + 10, false)
+        )
+        .await,
+        200
+    );
+    // Conversation B is not held up by A.
+    assert_eq!(
+        app.deliver(RECEIVED, &text_at("wamid.B1", "conv-b", "b1", t + 5, false))
+            .await,
+        200
+    );
+    let received = service.wait_for(2).await;
+    assert_eq!(
+        received[1].texts(),
+        ["b1"],
+        "B ran while A's first message was still in progress"
+    );
+
+    service.open("a1");
+    let received = service.wait_for(4).await;
+    let order: Vec<String> = received.iter().flat_map(|r| r.texts()).collect();
+    assert_eq!(order, ["a1", "b1", "a2", "a3"]);
+    settled_jobs(&app, 4).await;
+}
