@@ -1,0 +1,162 @@
+//! `switchboard events list|show`: read the inbox.
+
+use anyhow::Context;
+
+use super::table::{format_ms, print_table};
+use super::EventsCommand;
+use crate::config::Config;
+use crate::db;
+use crate::inbox::store::{self, EventFilter};
+
+pub async fn events(config: &Config, command: EventsCommand) -> anyhow::Result<()> {
+    let pool = db::open_existing(&config.storage).await?;
+    match command {
+        EventsCommand::List {
+            quarantined: true,
+            limit,
+            json,
+            ..
+        } => {
+            let entries = store::list_quarantine(&pool, limit).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&entries)?);
+                return Ok(());
+            }
+            let rows = entries
+                .iter()
+                .map(|q| {
+                    vec![
+                        q.id.to_string(),
+                        format_ms(q.received_at),
+                        q.webhook.clone(),
+                        q.event_header.clone().unwrap_or_else(|| "-".into()),
+                        q.body.len().to_string(),
+                        q.reason.clone(),
+                    ]
+                })
+                .collect();
+            print_table(
+                &[
+                    "ID",
+                    "RECEIVED",
+                    "WEBHOOK",
+                    "EVENT HEADER",
+                    "BYTES",
+                    "REASON",
+                ],
+                rows,
+            );
+        }
+        EventsCommand::List {
+            flagged,
+            webhook,
+            event_type,
+            limit,
+            json,
+            ..
+        } => {
+            let filter = EventFilter {
+                webhook,
+                event_type,
+                flagged_only: flagged,
+                limit,
+            };
+            let events = store::list_events(&pool, &filter).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&events)?);
+                return Ok(());
+            }
+            let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+            let rows = events
+                .iter()
+                .map(|e| {
+                    vec![
+                        e.id.to_string(),
+                        format_ms(e.received_at),
+                        e.webhook.clone(),
+                        e.event_type.clone(),
+                        dash(&e.phone_number_id),
+                        dash(&e.conversation_id),
+                        dash(&e.message_id),
+                        dash(&e.flags),
+                    ]
+                })
+                .collect();
+            print_table(
+                &[
+                    "ID",
+                    "RECEIVED",
+                    "WEBHOOK",
+                    "TYPE",
+                    "PHONE NUMBER",
+                    "CONVERSATION",
+                    "MESSAGE",
+                    "FLAGS",
+                ],
+                rows,
+            );
+        }
+        EventsCommand::Show {
+            id,
+            quarantined: true,
+            json,
+        } => {
+            let entry = store::get_quarantine(&pool, id)
+                .await?
+                .with_context(|| format!("no quarantined delivery with id {id}"))?;
+            let body = String::from_utf8_lossy(&entry.body).into_owned();
+            if json {
+                let mut value = serde_json::to_value(&entry)?;
+                value["body"] = serde_json::Value::String(body);
+                println!("{}", serde_json::to_string_pretty(&value)?);
+            } else {
+                println!("id:              {}", entry.id);
+                println!("delivery:        {}", entry.delivery_id);
+                println!("received:        {}", format_ms(entry.received_at));
+                println!("webhook:         {}", entry.webhook);
+                println!("reason:          {}", entry.reason);
+                println!(
+                    "event header:    {}",
+                    entry.event_header.as_deref().unwrap_or("-")
+                );
+                println!(
+                    "idempotency key: {}",
+                    entry.idempotency_key.as_deref().unwrap_or("-")
+                );
+                println!("sha256:          {}", entry.body_sha256);
+                println!("body ({} bytes):\n{body}", entry.body.len());
+            }
+        }
+        EventsCommand::Show { id, json, .. } => {
+            let event = store::get_event(&pool, id)
+                .await?
+                .with_context(|| format!("no event with id {id}"))?;
+            let payload: serde_json::Value =
+                serde_json::from_str(&event.payload).unwrap_or(serde_json::Value::Null);
+            if json {
+                let mut value = serde_json::to_value(&event)?;
+                value["payload"] = payload;
+                println!("{}", serde_json::to_string_pretty(&value)?);
+            } else {
+                let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+                println!("id:              {}", event.id);
+                println!("delivery:        {}", event.delivery_id);
+                println!("received:        {}", format_ms(event.received_at));
+                println!("webhook:         {}", event.webhook);
+                println!("type:            {}", event.event_type);
+                println!("payload version: {}", event.payload_version);
+                println!("dedupe key:      {}", event.dedupe_key);
+                println!("phone number id: {}", dash(&event.phone_number_id));
+                println!("conversation:    {}", dash(&event.conversation_id));
+                println!("message:         {}", dash(&event.message_id));
+                println!("message type:    {}", dash(&event.message_type));
+                println!("direction:       {}", dash(&event.direction));
+                println!("idempotency key: {}", dash(&event.idempotency_key));
+                println!("flags:           {}", dash(&event.flags));
+                println!("payload:\n{}", serde_json::to_string_pretty(&payload)?);
+            }
+        }
+    }
+    pool.close().await;
+    Ok(())
+}
