@@ -2,6 +2,8 @@
 # Benchmarks switchboard on this machine with durable commits (synchronous = full):
 #   1. maximum throughput: closed loop, CONCURRENCY workers, DURATION s (default 64, 10 s)
 #   2. latency at a fixed rate: open loop, RATE deliveries/s, RATE_DURATION s (default 1000, 20 s)
+#   3. end to end: delivery -> echo route -> Meta proxy call (e2ebench's own fake proxy),
+#      open loop, E2E_RATE events/s for E2E_DURATION s (default 500, 20 s), buffering off
 # against a release build started on a fresh database, then prints a summary.
 #
 # Usage: scripts/bench.sh
@@ -12,6 +14,8 @@
 #   CONCURRENCY    workers of run 1 and in-flight limit of run 2 (default 64)
 #   WARMUP         warm-up seconds before each run, not counted (default 1)
 #   BATCH          events per delivery (default 1)
+#   E2E_RATE       events/s of run 3 (default 500); E2E_DURATION its seconds (default 20)
+#   BENCH_PROXY    where e2ebench's fake Meta proxy listens (default 127.0.0.1:18090)
 #   BENCH_LISTEN   address the server listens on (default 127.0.0.1:8080; loopback only)
 #   BENCH_TMPDIR   where the fresh database directory is created (default target/bench, i.e. the
 #                  project's disk: a tmpfs /tmp would make fsync free and the numbers meaningless)
@@ -24,6 +28,8 @@ cd "$(dirname "$0")/.."
 RUN1_DURATION="${DURATION:-10}"
 RUN2_DURATION="${RATE_DURATION:-${DURATION:-20}}"
 RATE="${RATE:-1000}"
+E2E_RATE="${E2E_RATE:-500}"
+E2E_DURATION="${E2E_DURATION:-20}"
 CONCURRENCY="${CONCURRENCY:-64}"
 WARMUP="${WARMUP:-1}"
 BATCH="${BATCH:-1}"
@@ -35,7 +41,7 @@ case "$BENCH_LISTEN" in
   127.*:* | localhost:* | "[::1]":*) ;;
   *) echo "bench: BENCH_LISTEN must be a loopback address, got $BENCH_LISTEN" >&2; exit 2 ;;
 esac
-for v in RUN1_DURATION RUN2_DURATION RATE CONCURRENCY WARMUP BATCH; do
+for v in RUN1_DURATION RUN2_DURATION RATE CONCURRENCY WARMUP BATCH E2E_RATE E2E_DURATION; do
   if ! [[ "${!v}" =~ ^[0-9]+$ ]]; then
     echo "bench: $v must be a whole number, got '${!v}'" >&2
     exit 2
@@ -105,34 +111,38 @@ WORKDIR="$(cd "$WORKDIR" && pwd)"
 export BENCH_DB="$WORKDIR/switchboard.db"
 FS_TYPE="$(df --output=fstype "$WORKDIR" 2>/dev/null | tail -n1 || echo unknown)"
 
-log "checking config/bench.toml"
-"$SERVER_BIN" check --config config/bench.toml >&2
-
-log "starting $SERVER_BIN on $BENCH_LISTEN, database $BENCH_DB ($FS_TYPE)"
-RUST_LOG=warn "$SERVER_BIN" serve --config config/bench.toml >"$WORKDIR/server.log" 2>&1 &
-SERVER_PID=$!
-
-ready=0
-for _ in $(seq 1 100); do
-  if ! kill -0 "$SERVER_PID" 2>/dev/null; then
-    log "the server exited during start-up; its log:"
+# start_server CONFIG: starts the release server on a fresh database and waits for /readyz.
+start_server() {
+  local config="$1"
+  log "checking $config"
+  "$SERVER_BIN" check --config "$config" >&2
+  log "starting $SERVER_BIN with $config on $BENCH_LISTEN, database $BENCH_DB ($FS_TYPE)"
+  RUST_LOG=warn "$SERVER_BIN" serve --config "$config" >>"$WORKDIR/server.log" 2>&1 &
+  SERVER_PID=$!
+  local ready=0 code
+  for _ in $(seq 1 100); do
+    if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+      log "the server exited during start-up; its log:"
+      cat "$WORKDIR/server.log" >&2
+      SERVER_PID=""
+      exit 1
+    fi
+    code="$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "$BASE/readyz" || true)"
+    if [ "$code" = 200 ]; then
+      ready=1
+      break
+    fi
+    sleep 0.1
+  done
+  if [ "$ready" != 1 ]; then
+    log "the server did not answer 200 on /readyz within 10 s; its log:"
     cat "$WORKDIR/server.log" >&2
-    SERVER_PID=""
     exit 1
   fi
-  code="$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "$BASE/readyz" || true)"
-  if [ "$code" = 200 ]; then
-    ready=1
-    break
-  fi
-  sleep 0.1
-done
-if [ "$ready" != 1 ]; then
-  log "the server did not answer 200 on /readyz within 10 s; its log:"
-  cat "$WORKDIR/server.log" >&2
-  exit 1
-fi
-log "server ready (pid $SERVER_PID)"
+  log "server ready (pid $SERVER_PID)"
+}
+
+start_server config/bench.toml
 
 # run_loadgen NAME SECONDS ARGS...: runs loadgen (bounded in time), samples CPU with top midway,
 # and leaves its output in $WORKDIR/NAME.out and CPU figures in $WORKDIR/NAME.cpu.
@@ -186,6 +196,20 @@ log "stopping the server (SIGTERM)"
 SERVER_RC=""
 stop_server
 log "server exited with status ${SERVER_RC:-?}"
+INGEST_SERVER_RC="${SERVER_RC:-?}"
+
+# 3. End to end: a fresh server whose echo route replies to every message through e2ebench's
+#    Meta proxy; latency from the scheduled delivery to the proxy call.
+export BENCH_DB="$WORKDIR/e2e.db"
+export BENCH_PROXY="${BENCH_PROXY:-127.0.0.1:18090}"
+start_server config/bench-e2e.toml
+log "run e2e: e2ebench --rate $E2E_RATE --duration $E2E_DURATION"
+RC3=0
+timeout --signal=INT --kill-after=10 $((E2E_DURATION + 60)) \
+  target/release/e2ebench --url "$BASE/webhooks/bench" --secret bench-secret \
+  --proxy-listen "$BENCH_PROXY" --rate "$E2E_RATE" --duration "$E2E_DURATION" \
+  >"$WORKDIR/e2e.out" 2>&1 || RC3=$?
+stop_server
 
 block() {
   local name="$1"
@@ -210,7 +234,7 @@ echo "nproc       $(nproc)"
 echo "cpu         ${CPU_MODEL:-unknown}"
 echo "kernel      $(uname -sr)"
 echo "database    $BENCH_DB ($FS_TYPE), synchronous = full, $DB_SIZE after both runs"
-echo "server      exit status ${SERVER_RC:-?} after SIGTERM"
+echo "server      exit status $INGEST_SERVER_RC after SIGTERM"
 echo
 echo "--- 1. max throughput (closed loop, concurrency $CONCURRENCY, ${RUN1_DURATION}s) [loadgen exit $RC1]"
 block max
@@ -218,16 +242,21 @@ echo
 echo "--- 2. fixed rate (open loop, $RATE deliveries/s, ${RUN2_DURATION}s) [loadgen exit $RC2]"
 block rate
 echo
+echo "--- 3. end to end (open loop, $E2E_RATE deliveries/s, ${E2E_DURATION}s, buffering off, echo reply through the Meta proxy) [e2ebench exit $RC3]"
+cat "$WORKDIR/e2e.out"
+echo
 THROUGHPUT="$(awk '/throughput/ { print $2; exit }' "$WORKDIR/max.out")"
 P99="$(awk '/latency ms/ { for (i = 1; i <= NF; i++) if ($i == "p99") { print $(i + 1); exit } }' "$WORKDIR/rate.out")"
 verdict() { if awk -v v="$1" -v t="$2" -v op="$3" 'BEGIN { exit !(v != "" && (op == ">=" ? v + 0 >= t : v + 0 < t)) }'; then echo PASS; else echo FAIL; fi; }
 echo "targets     max throughput >= 5000 deliveries/s: ${THROUGHPUT:-?} -> $(verdict "$THROUGHPUT" 5000 ">=")"
 echo "            p99 < 25 ms at $RATE deliveries/s:    ${P99:-?} ms -> $(verdict "$P99" 25 "<")"
+E2E_P99="$(awk '/e2e ms/ { for (i = 1; i <= NF; i++) if ($i == "p99") { print $(i + 1); exit } }' "$WORKDIR/e2e.out")"
+echo "            e2e p99 < 50 ms at $E2E_RATE events/s:   ${E2E_P99:-?} ms -> $(verdict "$E2E_P99" 50 "<")"
 if [ "$RATE" != 1000 ]; then
   echo "            (the latency target is defined at 1000 deliveries/s; RATE=$RATE)"
 fi
 echo "======================================================="
 
-if [ "$RC1" != 0 ] || [ "$RC2" != 0 ]; then
+if [ "$RC1" != 0 ] || [ "$RC2" != 0 ] || [ "$RC3" != 0 ]; then
   exit 1
 fi

@@ -71,7 +71,7 @@ impl Flusher {
         let now = now_ms();
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let ids = store::take(&mut tx, route_name, conversation).await?;
-        let mut events = load_events(&self.pool, &ids).await?;
+        let mut events = load_events(&mut *tx, &ids).await?;
         events.sort_by_key(|e| (event_time_ms(e), e.id));
         match self.router.get(route_name) {
             Some(route) => {

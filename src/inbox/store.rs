@@ -302,7 +302,10 @@ pub async fn mark_routed(
 }
 
 /// The events of a job, in the order given.
-pub async fn load_events(pool: &SqlitePool, ids: &[i64]) -> Result<Vec<StoredEvent>, sqlx::Error> {
+pub async fn load_events<'e>(
+    executor: impl sqlx::SqliteExecutor<'e>,
+    ids: &[i64],
+) -> Result<Vec<StoredEvent>, sqlx::Error> {
     let json = serde_json::to_string(ids).unwrap_or_else(|_| "[]".to_owned());
     let mut events: Vec<StoredEvent> = sqlx::query_as(
         "SELECT id, webhook, event_type, phone_number_id, conversation_id, message_id, occurred_at,
@@ -310,7 +313,7 @@ pub async fn load_events(pool: &SqlitePool, ids: &[i64]) -> Result<Vec<StoredEve
          FROM events WHERE id IN (SELECT value FROM json_each(?))",
     )
     .bind(json)
-    .fetch_all(pool)
+    .fetch_all(executor)
     .await?;
     events.sort_by_key(|e| ids.iter().position(|id| *id == e.id));
     Ok(events)
