@@ -55,7 +55,7 @@ impl Runner {
                 Ok(None) => {}
                 Err(err) => tracing::error!(error = %err, "jobs: claiming failed"),
             }
-            let wait = match store::next_due(&self.pool).await {
+            let wait = match store::next_due(&self.pool, now_ms()).await {
                 Ok(Some(at)) => until(at).clamp(Duration::from_millis(5), poll),
                 _ => poll,
             };
@@ -72,7 +72,7 @@ impl Runner {
             tracing::info_span!("job", job.id = job.id, route = %job.route, attempt = job.attempts);
         async {
             let started = std::time::Instant::now();
-            let result = self.execute(&job).await;
+            let result = self.execute_with_heartbeat(&job, owner).await;
             let now = now_ms();
             let outcome = match &result {
                 Ok(report) => {
@@ -97,6 +97,34 @@ impl Runner {
         }
         .instrument(span)
         .await;
+    }
+
+    /// Runs the job while renewing its lease every third of `jobs.lease_ms`, so a slow handler
+    /// (Kapso retries honouring Retry-After, a slow `http` service) is not mistaken for a dead
+    /// worker. Only a worker that really stopped lets its lease expire.
+    async fn execute_with_heartbeat(
+        &self,
+        job: &ClaimedJob,
+        owner: &str,
+    ) -> Result<crate::handlers::RunReport, Failure> {
+        let lease = i64::try_from(self.config.lease_ms).unwrap_or(i64::MAX);
+        let mut heartbeat = tokio::time::interval(Duration::from_millis((self.config.lease_ms / 3).max(1)));
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        heartbeat.tick().await; // the first tick is immediate; the claim just set the lease
+        let execution = self.execute(job);
+        tokio::pin!(execution);
+        loop {
+            tokio::select! {
+                result = &mut execution => return result,
+                _ = heartbeat.tick() => {
+                    match store::extend_lease(&self.pool, job, owner, now_ms().saturating_add(lease)).await {
+                        Ok(true) => {}
+                        Ok(false) => tracing::warn!("job lease lost while running; another worker may run it too"),
+                        Err(err) => tracing::warn!(error = %err, "jobs: cannot extend the lease"),
+                    }
+                }
+            }
+        }
     }
 
     async fn execute(&self, job: &ClaimedJob) -> Result<crate::handlers::RunReport, Failure> {

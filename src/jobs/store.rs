@@ -173,16 +173,39 @@ pub async fn fail(
     Ok(result.rows_affected() == 1)
 }
 
-/// When the next queued job becomes due or the next lease expires, if any.
-pub async fn next_due(pool: &SqlitePool) -> Result<Option<i64>, sqlx::Error> {
+/// The next time, after `now`, at which a waiting job becomes due or a lease expires. Jobs that
+/// are due but wait for an earlier job of their conversation are not counted: that job's
+/// completion wakes the workers.
+pub async fn next_due(pool: &SqlitePool, now: i64) -> Result<Option<i64>, sqlx::Error> {
     sqlx::query_scalar(
         "SELECT MIN(t) FROM (
-             SELECT MIN(run_at) AS t FROM jobs WHERE state = 'queued'
+             SELECT MIN(run_at) AS t FROM jobs WHERE state = 'queued' AND run_at > ?1
              UNION ALL
-             SELECT MIN(lease_until) AS t FROM jobs WHERE state = 'running')",
+             SELECT MIN(lease_until) AS t FROM jobs WHERE state = 'running' AND lease_until > ?1)",
     )
+    .bind(now)
     .fetch_one(pool)
     .await
+}
+
+/// Extends a held lease while the job is still running. False when the lease was lost.
+pub async fn extend_lease(
+    pool: &SqlitePool,
+    job: &ClaimedJob,
+    owner: &str,
+    lease_until: i64,
+) -> Result<bool, sqlx::Error> {
+    let result = sqlx::query(
+        "UPDATE jobs SET lease_until = ?1
+         WHERE id = ?2 AND state = 'running' AND lease_owner = ?3 AND attempts = ?4",
+    )
+    .bind(lease_until)
+    .bind(job.id)
+    .bind(owner)
+    .bind(job.attempts)
+    .execute(pool)
+    .await?;
+    Ok(result.rows_affected() == 1)
 }
 
 /// Puts a dead (or waiting) job back in the queue to run now, with a fresh attempt budget.
