@@ -108,7 +108,8 @@ impl Runner {
         owner: &str,
     ) -> Result<crate::handlers::RunReport, Failure> {
         let lease = i64::try_from(self.config.lease_ms).unwrap_or(i64::MAX);
-        let mut heartbeat = tokio::time::interval(Duration::from_millis((self.config.lease_ms / 3).max(1)));
+        let mut heartbeat =
+            tokio::time::interval(Duration::from_millis((self.config.lease_ms / 3).max(1)));
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         heartbeat.tick().await; // the first tick is immediate; the claim just set the lease
         let execution = self.execute(job);
