@@ -554,3 +554,49 @@ handler = {{ kind = "http", url = "{url}", timeout_ms = 5000 }}
     assert_eq!(order, ["a1", "b1", "a2", "a3"]);
     settled_jobs(&app, 4).await;
 }
+
+#[tokio::test]
+async fn a_job_slower_than_its_lease_keeps_it_and_sends_once() {
+    let sim = sim().await;
+    // Kapso throttles the first send and asks to wait 2 s: longer than the 1 s lease.
+    sim.script(ScriptedResponse::throttled(429, 130429).with_retry_after("2"));
+    let config = pipeline_config_with_lease(
+        &sim,
+        1_000,
+        r#"
+[[routes]]
+name = "echo"
+on = "whatsapp.message.received"
+handler = { kind = "reply", text = "patience: {{message.text}}" }
+"#,
+    )
+    .replace("max_retries = 0", "max_retries = 1");
+    let app = TestApp::spawn_with(&config).await;
+    assert_eq!(
+        app.deliver(
+            RECEIVED,
+            &text_at("wamid.SLOW", "conv-slow", "slow", 1_764_102_000, false)
+        )
+        .await,
+        200
+    );
+
+    let sends = sim.wait_for_sends(1, WAIT).await;
+    assert_eq!(sends[0].body["text"]["body"], "patience: slow");
+    let jobs = settled_jobs(&app, 1).await;
+    assert_eq!(
+        (jobs[0].1.as_str(), jobs[0].2),
+        ("done", 1),
+        "no other worker took the job over"
+    );
+    let proxy_calls = sim
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/messages"))
+        .count();
+    assert_eq!(
+        proxy_calls, 2,
+        "one throttled call and one accepted, nothing more"
+    );
+    assert_eq!(sim.sends().len(), 1);
+}
