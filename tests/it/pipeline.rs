@@ -53,6 +53,19 @@ max_wait_ms = 5000
     )
 }
 
+/// A route sending every inbound message to the user's service (`secret` empty: unsigned).
+fn bot_route(service: &UserService, timeout_ms: u64, secret: &str) -> String {
+    let secret = if secret.is_empty() {
+        String::new()
+    } else {
+        format!(", secret = \"{secret}\"")
+    };
+    format!(
+        "[[routes]]\nname = \"bot\"\non = \"whatsapp.message.received\"\nhandler = {{ kind = \"http\", url = \"{}\", timeout_ms = {timeout_ms}{secret} }}\n",
+        service.url
+    )
+}
+
 async fn job_rows(app: &TestApp) -> Vec<(String, String, i64, Option<String>, String)> {
     let pool = app.db().await;
     let rows = sqlx::query_as(
@@ -248,15 +261,7 @@ async fn http_handler_reply_is_delivered_through_the_proxy() {
           "action": { "buttons": [ { "type": "reply", "reply": { "id": "track", "title": "Track" } } ] } } } ] }));
     let app = TestApp::spawn_with(&pipeline_config(
         &sim,
-        &format!(
-            r#"
-[[routes]]
-name = "bot"
-on = "whatsapp.message.received"
-handler = {{ kind = "http", url = "{url}", timeout_ms = 5000, secret = "bot-secret" }}
-"#,
-            url = service.url
-        ),
+        &bot_route(&service, 5000, "bot-secret"),
     ))
     .await;
     assert_eq!(
@@ -459,15 +464,7 @@ async fn a_killed_workers_job_runs_again_after_its_lease_expires() {
     let mut app = TestApp::spawn_with(&pipeline_config_with_lease(
         &sim,
         1_000,
-        &format!(
-            r#"
-[[routes]]
-name = "bot"
-on = "whatsapp.message.received"
-handler = {{ kind = "http", url = "{url}", timeout_ms = 900 }}
-"#,
-            url = service.url
-        ),
+        &bot_route(&service, 900, ""),
     ))
     .await;
     assert_eq!(
@@ -497,19 +494,7 @@ async fn one_conversation_runs_in_timestamp_order_while_others_proceed() {
     let sim = sim().await;
     let service = UserService::start().await;
     service.gate("a1");
-    let app = TestApp::spawn_with(&pipeline_config(
-        &sim,
-        &format!(
-            r#"
-[[routes]]
-name = "bot"
-on = "whatsapp.message.received"
-handler = {{ kind = "http", url = "{url}", timeout_ms = 5000 }}
-"#,
-            url = service.url
-        ),
-    ))
-    .await;
+    let app = TestApp::spawn_with(&pipeline_config(&sim, &bot_route(&service, 5000, ""))).await;
     let t = 1_764_101_000;
     assert_eq!(
         app.deliver(RECEIVED, &text_at("wamid.A1", "conv-a", "a1", t, false))
