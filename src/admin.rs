@@ -1,5 +1,6 @@
-//! Operations endpoints: `/healthz` (alive), `/readyz` (database reachable and migrated),
-//! `/metrics` (Prometheus text), plus the middleware that times every routed request.
+//! Operations endpoints: `/healthz` (alive), `/readyz` (database reachable and migrated, plus
+//! the startup webhook sync's state), `/metrics` (Prometheus text), plus the middleware that
+//! times every routed request.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -12,16 +13,20 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 use sqlx::SqlitePool;
+use tokio::sync::watch;
 
 use crate::buffer::store as buffer_store;
 use crate::db;
 use crate::jobs::store as jobs_store;
 use crate::metrics::{Metrics, StateLabels};
+use crate::sync::SyncStatus;
 
 #[derive(Clone)]
 pub struct AdminState {
     pub pool: SqlitePool,
     pub metrics: Arc<Metrics>,
+    /// State of the startup webhook sync.
+    pub webhook_sync: watch::Receiver<SyncStatus>,
 }
 
 pub fn router(state: AdminState) -> Router {
@@ -36,19 +41,24 @@ async fn healthz() -> impl IntoResponse {
     Json(json!({ "status": "ok" }))
 }
 
+/// Ready means the database is usable. The webhook sync's state is shown but never makes the
+/// server unready: the webhooks may well exist on Kapso already, and a server out of rotation
+/// would lose deliveries that it could have stored.
 async fn readyz(State(state): State<AdminState>) -> Response {
+    let webhook_sync = state.webhook_sync.borrow().to_string();
     match db::migrations_applied(&state.pool).await {
-        Ok(true) => Json(json!({ "status": "ready", "database": "ok" })).into_response(),
+        Ok(true) => Json(json!({ "status": "ready", "database": "ok", "webhook_sync": webhook_sync }))
+            .into_response(),
         Ok(false) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "status": "not ready", "database": "migrations pending" })),
+            Json(json!({ "status": "not ready", "database": "migrations pending", "webhook_sync": webhook_sync })),
         )
             .into_response(),
         Err(err) => {
             tracing::warn!(error = %err, "readyz: database check failed");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({ "status": "not ready", "database": "unreachable" })),
+                Json(json!({ "status": "not ready", "database": "unreachable", "webhook_sync": webhook_sync })),
             )
                 .into_response()
         }

@@ -1,6 +1,7 @@
 //! Wiring: builds the parts from a [`Config`], merges their routers, runs the server and the
-//! pipeline loops (dispatcher, buffer flusher, job workers), and shuts everything down in order:
-//! stop accepting, finish requests and running jobs, drain the inbox writer, close the database.
+//! pipeline loops (dispatcher, buffer flusher, job workers) and the startup webhook sync, and
+//! shuts everything down in order: stop accepting, finish requests and running jobs, drain the
+//! inbox writer, close the database.
 
 use std::future::IntoFuture;
 use std::sync::Arc;
@@ -10,13 +11,13 @@ use anyhow::Context;
 use axum::Router;
 use sqlx::SqlitePool;
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, AdminState};
 use crate::buffer::Flusher;
-use crate::config::Config;
+use crate::config::{Config, KapsoConfig};
 use crate::db;
 use crate::dispatch::Dispatcher;
 use crate::handlers::Handlers;
@@ -26,6 +27,7 @@ use crate::jobs::runner::Runner;
 use crate::kapso::KapsoClient;
 use crate::metrics::Metrics;
 use crate::router::Router as Routes;
+use crate::sync::{self, SyncStatus};
 
 /// A configured server whose database is open and migrated, ready to [`App::serve`].
 pub struct App {
@@ -37,6 +39,10 @@ pub struct App {
     routes: Arc<Routes>,
     kapso: Option<KapsoClient>,
     events_stored: Arc<Notify>,
+    webhook_sync: watch::Sender<SyncStatus>,
+    /// The startup sync's client, when it runs: no per-call retries, since the sync itself
+    /// retries with backoff (and so logs one error per outage, not one per call).
+    sync_client: Option<KapsoClient>,
 }
 
 impl App {
@@ -56,6 +62,19 @@ impl App {
         };
         let events_stored = Arc::new(Notify::new());
         let (inbox, writer) = Inbox::start(pool.clone(), group_commit, events_stored.clone());
+        let sync_client = if sync::runs_at_startup(&config) {
+            let single_attempts = KapsoConfig {
+                max_retries: 0,
+                ..config.kapso.clone()
+            };
+            Some(KapsoClient::new(&single_attempts).context("setting up the Kapso client")?)
+        } else {
+            None
+        };
+        let sync_status = match sync_client {
+            Some(_) => SyncStatus::Pending,
+            None => SyncStatus::Disabled,
+        };
         Ok(App {
             config,
             pool,
@@ -65,6 +84,8 @@ impl App {
             routes,
             kapso,
             events_stored,
+            webhook_sync: watch::Sender::new(sync_status),
+            sync_client,
         })
     }
 
@@ -82,6 +103,7 @@ impl App {
         let admin = admin::router(AdminState {
             pool: self.pool.clone(),
             metrics: self.metrics.clone(),
+            webhook_sync: self.webhook_sync.subscribe(),
         });
         ingest
             .merge(admin)
@@ -128,6 +150,10 @@ impl App {
     /// running jobs (up to `server.shutdown_grace_ms`), commits what the inbox holds and closes
     /// the database. Dropping this future instead (a crash) abandons everything: jobs that were
     /// running are picked up again after their lease expires.
+    ///
+    /// With `server.public_url` set (and `[sync] on_startup`), the Kapso webhooks are synced in
+    /// the background once the server listens, retried with backoff on failure. Serving never
+    /// waits for it; `/readyz` shows its state.
     pub async fn serve(
         self,
         listener: TcpListener,
@@ -141,6 +167,8 @@ impl App {
             pool,
             inbox,
             writer,
+            webhook_sync,
+            sync_client,
             ..
         } = self;
         drop(inbox);
@@ -152,6 +180,20 @@ impl App {
         let server = axum::serve(listener, router)
             .with_graceful_shutdown(shutdown.clone().cancelled_owned())
             .into_future();
+        match sync_client {
+            Some(kapso) => {
+                let startup_sync = sync::run_startup_sync(
+                    config.clone(),
+                    kapso,
+                    webhook_sync,
+                    shutdown.child_token(),
+                );
+                tasks.spawn(startup_sync);
+            }
+            None => tracing::info!(
+                "webhook sync at startup is off (needs server.public_url, kapso.api_key and [sync] on_startup; not --no-sync)"
+            ),
+        }
         let deadline = async {
             shutdown.cancelled().await;
             tokio::time::sleep(grace).await;

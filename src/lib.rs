@@ -8,6 +8,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod db;
+pub mod demo;
 pub mod dispatch;
 pub mod event;
 pub mod handlers;
@@ -19,6 +20,7 @@ pub mod kapso_sim;
 pub mod metrics;
 pub mod router;
 pub mod secret;
+pub mod sync;
 pub mod telemetry;
 pub mod template;
 

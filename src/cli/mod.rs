@@ -1,4 +1,6 @@
-//! The command line: `serve`, `check`, `events list|show`, `jobs list|retry`.
+//! The command line: `serve`, `check`, `events list|show`, `jobs list|retry`, plus the
+//! Kapso-facing `send`, `phone-numbers list` and `simulate`, the self-contained `demo` and the
+//! container's `healthcheck`. One module per command group.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -9,9 +11,15 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, EMBEDDED_DEFAULT_NAME};
 
+mod demo;
 mod events;
+mod healthcheck;
 mod jobs;
+mod phone_numbers;
+mod send;
+mod simulate;
 pub mod table;
+mod webhooks;
 use crate::telemetry::LogFormat;
 
 #[derive(Debug, Parser)]
@@ -38,6 +46,9 @@ pub enum Command {
         /// Override `server.listen`.
         #[arg(long)]
         listen: Option<SocketAddr>,
+        /// Do not sync the Kapso webhooks at startup (as `[sync] on_startup = false`).
+        #[arg(long)]
+        no_sync: bool,
     },
     /// Validate a config file and exit (non-zero with the reason when it is invalid).
     Check {
@@ -58,6 +69,27 @@ pub enum Command {
         #[command(subcommand)]
         command: JobsCommand,
     },
+    /// Kapso's webhooks: list them, make them match [[webhooks]], trigger a test delivery.
+    Webhooks {
+        /// Config file. Without it, the embedded development config is used.
+        #[arg(long, global = true, env = "SWITCHBOARD_CONFIG")]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: webhooks::WebhooksCommand,
+    },
+    /// Send one message through the Kapso Meta proxy; prints its wamid.
+    Send(send::SendArgs),
+    /// The Kapso project's phone numbers.
+    PhoneNumbers {
+        #[command(subcommand)]
+        command: phone_numbers::PhoneNumbersCommand,
+    },
+    /// Sign and post sample Kapso events to a running server, as Kapso would.
+    Simulate(simulate::SimulateArgs),
+    /// Run the whole pipeline on this machine against a built-in simulated Kapso.
+    Demo(demo::DemoArgs),
+    /// Exit 0 when the server answers /healthz (for container health checks).
+    Healthcheck(healthcheck::HealthcheckArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -115,7 +147,11 @@ pub enum EventsCommand {
 /// Runs a parsed command line.
 pub async fn execute(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve { config, listen } => serve(config, listen).await,
+        Command::Serve {
+            config,
+            listen,
+            no_sync,
+        } => serve(config, listen, no_sync).await,
         Command::Check { config } => {
             let loaded = Config::load(&config)?;
             let plural = |n: usize| if n == 1 { "" } else { "s" };
@@ -138,6 +174,34 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
             let config = load_or_default(config.as_deref())?;
             jobs::jobs(&config, command).await
         }
+        Command::Webhooks { config, command } => {
+            let config = load_or_default(config.as_deref())?;
+            webhooks::webhooks(&config, command).await
+        }
+        Command::Send(args) => {
+            let config = load_or_default(args.config.as_deref())?;
+            send::send(&config, args).await
+        }
+        Command::PhoneNumbers {
+            command: phone_numbers::PhoneNumbersCommand::List { config, json },
+        } => phone_numbers::list(&load_or_default(config.as_deref())?, json).await,
+        Command::Simulate(args) => {
+            let config = load_or_default(args.config.as_deref())?;
+            simulate::simulate(&config, args).await
+        }
+        Command::Demo(args) => demo::demo(args).await,
+        Command::Healthcheck(args) => healthcheck::healthcheck(args).await,
+    }
+}
+
+impl Cli {
+    /// The log filter used when `RUST_LOG` is unset: `demo` narrates on stdout and keeps the
+    /// server's own logs to warnings.
+    pub fn default_log_filter(&self) -> &'static str {
+        match self.command {
+            Command::Demo(_) => "warn",
+            _ => crate::telemetry::DEFAULT_FILTER,
+        }
     }
 }
 
@@ -148,7 +212,11 @@ fn load_or_default(path: Option<&std::path::Path>) -> anyhow::Result<Config> {
     }
 }
 
-async fn serve(config_path: Option<PathBuf>, listen: Option<SocketAddr>) -> anyhow::Result<()> {
+async fn serve(
+    config_path: Option<PathBuf>,
+    listen: Option<SocketAddr>,
+    no_sync: bool,
+) -> anyhow::Result<()> {
     let mut config = load_or_default(config_path.as_deref())?;
     if config_path.is_none() {
         tracing::warn!(
@@ -158,6 +226,9 @@ async fn serve(config_path: Option<PathBuf>, listen: Option<SocketAddr>) -> anyh
     }
     if let Some(listen) = listen {
         config.server.listen = listen;
+    }
+    if no_sync {
+        config.sync.on_startup = false;
     }
     let addr = config.server.listen;
     let listener = tokio::net::TcpListener::bind(addr)

@@ -1,7 +1,6 @@
 //! Typed TOML configuration: `${VAR}` expansion from the environment, unknown keys rejected,
 //! and [`Config::validate`] cross-checks, so a mistake fails at startup naming the file and key.
 
-use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -12,8 +11,12 @@ use expand::{expand_env, line_hint};
 
 mod expand;
 pub mod pipeline;
+pub mod sync;
+pub mod webhooks;
 
 pub use pipeline::{BufferConfig, HandlerConfig, JobsConfig, RouteConfig};
+pub use sync::SyncConfig;
+pub use webhooks::{KapsoBufferConfig, PayloadVersion, WebhookConfig, WebhookKindConfig};
 
 /// The configuration `serve` uses when no `--config` is given: a local development setup.
 pub const EMBEDDED_DEFAULT: &str = include_str!("../../config/default.toml");
@@ -62,6 +65,8 @@ pub struct Config {
     pub jobs: JobsConfig,
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
+    #[serde(default)]
+    pub sync: SyncConfig,
 }
 
 /// Where and how switchboard calls Kapso (Platform API and Meta proxy).
@@ -101,6 +106,9 @@ pub struct ServerConfig {
     pub body_limit_bytes: usize,
     /// How long shutdown waits for in-flight requests before giving up.
     pub shutdown_grace_ms: u64,
+    /// Where Kapso reaches this server (no trailing `/`); webhook sync registers
+    /// `{public_url}/webhooks/{name}`. Unset (or empty): no sync.
+    pub public_url: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -109,6 +117,7 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             body_limit_bytes: 1024 * 1024,
             shutdown_grace_ms: 10_000,
+            public_url: None,
         }
     }
 }
@@ -144,15 +153,6 @@ impl Default for StorageConfig {
             group_commit_max: 512,
         }
     }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WebhookConfig {
-    /// Served at `POST /webhooks/{name}`.
-    pub name: String,
-    /// Signing secrets; a delivery signed with any of them is accepted (rotation).
-    pub secrets: Vec<Secret>,
 }
 
 impl Config {
@@ -224,6 +224,7 @@ impl Config {
         {
             config.kapso.api_key = None;
         }
+        sync::normalise(&mut config);
         pipeline::load_message_files(&mut config, file)?;
         config.validate(file)?;
         Ok(config)
@@ -236,46 +237,7 @@ impl Config {
             key,
             message,
         };
-        if self.webhooks.is_empty() {
-            return Err(invalid(
-                "webhooks".to_owned(),
-                "no webhook is configured; add a [[webhooks]] table with `name` and `secrets`"
-                    .to_owned(),
-            ));
-        }
-        let mut names = HashSet::new();
-        for (i, webhook) in self.webhooks.iter().enumerate() {
-            let valid_name = !webhook.name.is_empty()
-                && webhook.name.len() <= 64
-                && webhook
-                    .name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-            if !valid_name {
-                return Err(invalid(
-                    format!("webhooks[{i}].name"),
-                    format!(
-                        "`{}` is not a valid name: use 1-64 letters, digits, `-` or `_` (it becomes the URL path /webhooks/NAME)",
-                        webhook.name
-                    ),
-                ));
-            }
-            if !names.insert(webhook.name.as_str()) {
-                return Err(invalid(
-                    format!("webhooks[{i}].name"),
-                    format!(
-                        "`{}` is used by another webhook; names must be unique",
-                        webhook.name
-                    ),
-                ));
-            }
-            if webhook.secrets.is_empty() {
-                return Err(invalid(
-                    format!("webhooks[{i}].secrets"),
-                    "at least one non-empty secret is needed to verify X-Webhook-Signature; for example `secrets = [\"${MY_WEBHOOK_SECRET}\"]`".to_owned(),
-                ));
-            }
-        }
+        webhooks::validate_webhooks(self, file)?;
         if self.storage.sqlite_path().is_none() {
             return Err(invalid(
                 "storage.url".to_owned(),

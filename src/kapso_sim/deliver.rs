@@ -13,6 +13,9 @@ use tokio_util::sync::CancellationToken;
 use crate::ingest::signature::sign;
 use crate::secret::Secret;
 
+/// How much of an answer's body a [`DeliveryAttempt`] keeps.
+const RESPONSE_KEPT: usize = 4096;
+
 /// Where a webhook goes: its `url`, `secret_key` and custom `headers`.
 #[derive(Debug, Clone)]
 pub struct DeliveryTarget {
@@ -78,6 +81,8 @@ pub struct DeliveryAttempt {
     pub status: Option<u16>,
     /// Transport failure or timeout, when there was no status.
     pub error: Option<String>,
+    /// The answer's body (first 4 KiB, lossy UTF-8), when there was one.
+    pub response: Option<String>,
     pub elapsed: Duration,
 }
 
@@ -229,18 +234,26 @@ pub async fn deliver(
             () = cancel.cancelled() => break,
         };
         let attempt = match result {
-            Ok(response) => DeliveryAttempt {
-                status: Some(response.status().as_u16()),
-                error: None,
-                elapsed: started.elapsed(),
-            },
+            Ok(response) => {
+                let status = response.status().as_u16();
+                let answer = response.bytes().await.ok().map(|b| {
+                    String::from_utf8_lossy(&b[..b.len().min(RESPONSE_KEPT)]).into_owned()
+                });
+                DeliveryAttempt {
+                    status: Some(status),
+                    error: None,
+                    response: answer,
+                    elapsed: started.elapsed(),
+                }
+            }
             Err(err) => DeliveryAttempt {
                 status: None,
                 error: Some(if err.is_timeout() {
                     format!("no answer within {:?}", opts.response_timeout)
                 } else {
-                    err.to_string()
+                    with_causes(&err)
                 }),
+                response: None,
                 elapsed: started.elapsed(),
             },
         };
@@ -253,6 +266,18 @@ pub async fn deliver(
         }
     }
     Ok(report)
+}
+
+/// `err` and its sources, so "connection refused" is not hidden behind "error sending request".
+fn with_causes(err: &reqwest::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 #[cfg(test)]

@@ -4,9 +4,12 @@
 
 mod admin;
 mod cli;
+mod demo;
+mod docker;
 mod ingest;
 mod kapso;
 mod payloads;
 mod pipeline;
+mod sync;
 mod test_app;
 mod user_service;

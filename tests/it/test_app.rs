@@ -54,9 +54,18 @@ impl TestApp {
     }
 
     pub async fn spawn_with(extra: &str) -> TestApp {
+        TestApp::spawn_with_server("", extra).await
+    }
+
+    /// Like [`TestApp::spawn_with`], with more `[server]` keys (e.g. `public_url = "..."`).
+    pub async fn spawn_with_server(server_keys: &str, extra: &str) -> TestApp {
         let dir = tempfile::tempdir().unwrap();
         let db_path = dir.path().join("switchboard.db");
-        let config_text = config_text(&db_path, extra);
+        let config_text = config_text(&db_path, extra).replacen(
+            "[server]\n",
+            &format!("[server]\n{server_keys}\n"),
+            1,
+        );
         let mut app = TestApp {
             base_url: String::new(),
             client: reqwest::Client::new(),

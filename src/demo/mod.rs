@@ -1,0 +1,279 @@
+//! `switchboard demo`: the whole pipeline on this machine, with nothing to sign up for. It starts
+//! the real server ([`App`]) on a fresh SQLite file and a [`SimulatedKapso`] on loopback, syncs
+//! the webhooks of `config/demo.toml` against the sim, then plays a scripted scene through the
+//! sim's webhook sender (see [`scene`]) and narrates each stage. Nothing leaves 127.0.0.1.
+
+mod narrate;
+mod scene;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Context};
+use rand::Rng;
+use sqlx::SqlitePool;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::app::App;
+use crate::config::Config;
+use crate::db;
+use crate::inbox::store::{self as inbox_store, EventFilter};
+use crate::jobs::store as job_store;
+use crate::kapso::KapsoClient;
+use crate::kapso_sim::samples::SampleContext;
+use crate::kapso_sim::{
+    DeliveryOptions, DeliveryTarget, SimConfig, SimPhoneNumber, SimulatedKapso,
+};
+use crate::sync::{sync_webhooks, SyncOptions};
+use narrate::Narrator;
+use scene::{within, Scene};
+
+/// The demo's configuration, embedded so the binary runs from anywhere.
+pub const DEMO_CONFIG: &str = include_str!("../../config/demo.toml");
+const DEMO_CONFIG_NAME: &str = "<embedded config/demo.toml>";
+
+/// The shop's number in `config/demo.toml`, connected in the simulated Kapso project.
+const PHONE_NUMBER_ID: &str = "106540352242922";
+const DISPLAY_NUMBER: &str = "+1 555-000-9999";
+/// The `[[webhooks]]` entry the scene delivers to.
+const WEBHOOK: &str = "acme";
+
+#[derive(Debug, Clone, Default)]
+pub struct DemoOptions {
+    /// The SQLite file to use; default: `switchboard.db` in a fresh temporary directory.
+    pub db: Option<PathBuf>,
+}
+
+/// Runs the demo to completion. Fails naming the stage that did not happen in time.
+pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let say = Narrator;
+    let run_id = hex::encode_upper(rand::thread_rng().gen::<[u8; 4]>());
+    let db_path = match options.db {
+        Some(path) => path,
+        None => fresh_directory(&run_id)?.join("switchboard.db"),
+    };
+    let api_key = format!(
+        "kapso_demo_{}",
+        hex::encode(rand::thread_rng().gen::<[u8; 16]>())
+    );
+    let secret = format!(
+        "whsec_demo_{}",
+        hex::encode(rand::thread_rng().gen::<[u8; 16]>())
+    );
+
+    let sim = SimulatedKapso::start(SimConfig {
+        api_key: api_key.clone(),
+        phone_numbers: vec![SimPhoneNumber::new(PHONE_NUMBER_ID, DISPLAY_NUMBER)],
+        ..SimConfig::default()
+    })
+    .await
+    .context("starting the simulated Kapso on 127.0.0.1")?;
+    let listener = TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .context("binding the demo server to 127.0.0.1")?;
+    let server_url = format!("http://{}", listener.local_addr()?);
+    let config = demo_config(&[
+        ("SWITCHBOARD_DEMO_PUBLIC_URL", server_url.clone()),
+        ("SWITCHBOARD_DEMO_DB", db_path.display().to_string()),
+        ("SWITCHBOARD_DEMO_KAPSO_URL", sim.base_url()),
+        ("SWITCHBOARD_DEMO_API_KEY", api_key),
+        ("SWITCHBOARD_DEMO_WEBHOOK_SECRET", secret),
+    ])?;
+
+    say.title("switchboard demo: the real server and a simulated Kapso, all on 127.0.0.1");
+    say.line(format!("database       {}", db_path.display()));
+    say.line(format!("server         {server_url}"));
+    say.line(format!(
+        "Kapso (sim)    {}  (Platform API, Meta proxy, webhook sender)",
+        sim.base_url()
+    ));
+
+    let app = App::build(config.clone()).await?;
+    let shutdown = CancellationToken::new();
+    let server = tokio::spawn(app.serve(listener, shutdown.clone()));
+    let db = db::open_existing(&config.storage).await?;
+
+    let played = play(&config, &sim, &db, &run_id, &say).await;
+    shutdown.cancel();
+    let stopped = within("server to shut down", server).await;
+    played?;
+    stopped?.context("the demo server stopped abnormally")??;
+
+    summary(&sim, &db, &say).await?;
+    db.close().await;
+    sim.shutdown().await;
+    say.line(format!(
+        "done in {:.1} s; the database stays at {}",
+        started.elapsed().as_secs_f64(),
+        db_path.display()
+    ));
+    Ok(())
+}
+
+/// `config/demo.toml` with its `${SWITCHBOARD_DEMO_*}` values filled from `values` only.
+pub fn demo_config(values: &[(&str, String)]) -> anyhow::Result<Config> {
+    let env = |var: &str| {
+        values
+            .iter()
+            .find(|(name, _)| *name == var)
+            .map(|(_, v)| v.clone())
+    };
+    Ok(Config::parse(DEMO_CONFIG_NAME, DEMO_CONFIG, env)?)
+}
+
+async fn play(
+    config: &Config,
+    sim: &SimulatedKapso,
+    db: &SqlitePool,
+    run_id: &str,
+    say: &Narrator,
+) -> anyhow::Result<()> {
+    let target = sync(config, sim, say).await?;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let scene = Scene {
+        sim,
+        db,
+        target,
+        delivery: DeliveryOptions {
+            // Kapso's 10 s / 40 s / 90 s schedule, scaled down.
+            retry_delays: [100, 400, 900].map(Duration::from_millis).to_vec(),
+            response_timeout: Duration::from_secs(5),
+            ..DeliveryOptions::default()
+        },
+        customer: SampleContext {
+            phone_number_id: PHONE_NUMBER_ID.to_owned(),
+            conversation_id: format!("conv-demo-{}", run_id.to_lowercase()),
+            timestamp: now,
+            ..SampleContext::default()
+        },
+        run_id: run_id.to_owned(),
+        window_ms: config.buffer.window_ms,
+        say,
+    };
+    scene.play().await
+}
+
+/// Registers `[[webhooks]]` with the sim as `serve` would with Kapso, and returns the delivery
+/// target Kapso now has for the demo webhook.
+async fn sync(
+    config: &Config,
+    sim: &SimulatedKapso,
+    say: &Narrator,
+) -> anyhow::Result<DeliveryTarget> {
+    say.scene(1, "Register the webhook with Kapso");
+    let kapso = KapsoClient::new(&config.kapso)?;
+    let options = SyncOptions {
+        dry_run: false,
+        prune: false,
+    };
+    let report = within("webhook sync", sync_webhooks(config, &kapso, &options))
+        .await?
+        .context("stage `webhooks synced`: syncing [[webhooks]] with the simulated Kapso")?;
+    let lines = report.summary_lines();
+    match lines.split_first() {
+        Some((first, rest)) => {
+            say.stage("webhooks synced", first);
+            rest.iter().for_each(|line| say.more(line));
+        }
+        None => say.stage("webhooks synced", "nothing to change"),
+    }
+    let url = config
+        .server
+        .webhook_url(WEBHOOK)
+        .context("server.public_url is missing from the demo config")?;
+    let hook = sim
+        .webhooks()
+        .into_iter()
+        .find(|h| h["url"] == url.as_str())
+        .with_context(|| format!("stage `webhooks synced`: Kapso has no webhook for {url}"))?;
+    let events: Vec<&str> = hook["events"]
+        .as_array()
+        .map(|e| e.iter().filter_map(|e| e.as_str()).collect())
+        .unwrap_or_default();
+    let events: Vec<&str> = events
+        .iter()
+        .map(|e| e.strip_prefix("whatsapp.").unwrap_or(e))
+        .collect();
+    say.more(format!("Kapso posts events of {DISPLAY_NUMBER} to {url}"));
+    say.more(format!(
+        "({}), signed with the webhook's secret",
+        events.join(", ")
+    ));
+    Ok(DeliveryTarget {
+        url,
+        secret: hook["secret_key"].as_str().map(crate::secret::Secret::new),
+        headers: Vec::new(),
+    })
+}
+
+/// After the graceful shutdown every job has finished: what the inbox and the customer hold.
+async fn summary(sim: &SimulatedKapso, db: &SqlitePool, say: &Narrator) -> anyhow::Result<()> {
+    say.scene(6, "Summary");
+    let events = inbox_store::list_events(
+        db,
+        &EventFilter {
+            limit: 10_000,
+            ..EventFilter::default()
+        },
+    )
+    .await?;
+    let jobs = job_store::count_by_state(db).await?;
+    let jobs: Vec<String> = jobs
+        .iter()
+        .map(|(state, n)| format!("{n} {state}"))
+        .collect();
+    say.line(format!(
+        "inbox: {} events stored (the retried delivery added none); jobs: {}",
+        events.len(),
+        jobs.join(", ")
+    ));
+    let sends = sim.sends();
+    say.line(format!("the customer received {} messages:", sends.len()));
+    for (i, send) in sends.iter().enumerate() {
+        say.line(format!("  {}. {}", i + 1, narrate::message(send)));
+    }
+    ensure!(
+        sends.len() == 3,
+        "expected exactly 3 messages to the customer (one per handled step), got {}",
+        sends.len()
+    );
+    Ok(())
+}
+
+fn fresh_directory(run_id: &str) -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("switchboard-demo-{}", run_id.to_lowercase()));
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("creating the demo directory {}", dir.display()))?;
+    Ok(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn the_embedded_config_is_valid_once_filled() {
+        let value = |s: &str| s.to_owned();
+        let config = demo_config(&[
+            ("SWITCHBOARD_DEMO_PUBLIC_URL", value("http://127.0.0.1:1")),
+            ("SWITCHBOARD_DEMO_DB", value("/tmp/x.db")),
+            ("SWITCHBOARD_DEMO_KAPSO_URL", value("http://127.0.0.1:2")),
+            ("SWITCHBOARD_DEMO_API_KEY", value("k")),
+            ("SWITCHBOARD_DEMO_WEBHOOK_SECRET", value("s")),
+        ])
+        .unwrap();
+        assert_eq!(config.webhooks[0].name, WEBHOOK);
+        assert_eq!(
+            config.webhooks[0].phone_number_id.as_deref(),
+            Some(PHONE_NUMBER_ID)
+        );
+        assert_eq!(
+            config.storage.sqlite_path(),
+            Some(Path::new("/tmp/x.db").to_path_buf())
+        );
+        assert!(demo_config(&[]).is_err(), "unfilled values are refused");
+    }
+}

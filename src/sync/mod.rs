@@ -1,0 +1,224 @@
+//! Webhook sync: makes the webhooks on Kapso match `[[webhooks]]` (CONTRACT §4.5). It lists
+//! what Kapso has, plans with the pure [`plan::plan`] (create what is missing, PATCH only the
+//! fields that drifted, keep the newest of duplicates, prune unmanaged ones on request) and
+//! applies that plan ([`apply`]). Used by `serve` at startup ([`startup`]), by
+//! `switchboard webhooks sync|list|test` and by `demo`.
+//!
+//! A remote webhook is switchboard's when its URL is `{server.public_url}/webhooks/{name}` and
+//! its scope (phone number, or project) is the entry's. Other URLs under
+//! `{public_url}/webhooks/` are "unmanaged"; anything else is "foreign" and never touched.
+
+pub mod apply;
+pub mod plan;
+pub mod report;
+pub mod startup;
+
+use std::collections::HashSet;
+
+use crate::config::{Config, WebhookConfig, WebhookKindConfig};
+use crate::kapso::{KapsoClient, KapsoError, RemoteWebhook, WebhookKind};
+use plan::{BufferSettings, DesiredWebhook};
+
+pub use report::{Action, DeleteReason, ReportEntry, SkipReason, SyncReport};
+pub use startup::{run_startup_sync, runs_at_startup, SyncStatus};
+
+/// How [`sync_webhooks`] runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SyncOptions {
+    /// Plan and report, but send no creating, updating or deleting request.
+    pub dry_run: bool,
+    /// Delete unmanaged webhooks (and replace ones whose kind differs). `[sync] prune = true`
+    /// in the config turns this on as well.
+    pub prune: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error("server.public_url is not set: webhook sync needs the URL Kapso reaches this server at, e.g. public_url = \"https://bot.example.com\" in [server]")]
+    NoPublicUrl,
+    #[error("webhooks[{index}] `{name}` has no secret to register with Kapso; set `secrets`")]
+    NoSecret { index: usize, name: String },
+    #[error("phone number {phone_number_id} (webhooks[{index}].phone_number_id of `{name}`) is not in this Kapso project; check the id (`switchboard phone-numbers list` shows the project's numbers)")]
+    UnknownPhoneNumber {
+        index: usize,
+        name: String,
+        phone_number_id: String,
+    },
+    /// The Kapso error is part of the message (not a `source`, so `{:#}` does not repeat it).
+    #[error("{action}: {error}")]
+    Kapso {
+        /// What was being done, e.g. "listing the project's webhooks".
+        action: String,
+        error: KapsoError,
+    },
+}
+
+impl SyncError {
+    /// The Kapso error underneath, if any.
+    pub fn kapso(&self) -> Option<&KapsoError> {
+        match self {
+            SyncError::Kapso { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+}
+
+/// Makes Kapso's webhooks match the config and reports what changed. Idempotent: run again
+/// right after, it changes nothing. Never prints or logs a secret.
+pub async fn sync_webhooks(
+    config: &Config,
+    kapso: &KapsoClient,
+    options: &SyncOptions,
+) -> Result<SyncReport, SyncError> {
+    let prefix = config
+        .server
+        .webhooks_prefix()
+        .ok_or(SyncError::NoPublicUrl)?;
+    let desired = desired_webhooks(config)?;
+    let remote = remote_webhooks(config, kapso).await?;
+    let prune = options.prune || config.sync.prune;
+    let plan = plan::plan(&desired, &remote, &prefix, prune);
+    apply::apply(plan, kapso, options.dry_run).await
+}
+
+/// The webhooks the config wants on Kapso, in config order.
+pub fn desired_webhooks(config: &Config) -> Result<Vec<DesiredWebhook>, SyncError> {
+    config
+        .webhooks
+        .iter()
+        .enumerate()
+        .map(|(index, webhook)| {
+            let url = config
+                .server
+                .webhook_url(&webhook.name)
+                .ok_or(SyncError::NoPublicUrl)?;
+            desired(webhook, url).ok_or_else(|| SyncError::NoSecret {
+                index,
+                name: webhook.name.clone(),
+            })
+        })
+        .collect()
+}
+
+fn desired(webhook: &WebhookConfig, url: String) -> Option<DesiredWebhook> {
+    let kapso = webhook.kind == WebhookKindConfig::Kapso;
+    Some(DesiredWebhook {
+        name: webhook.name.clone(),
+        url,
+        phone_number_id: webhook.phone_number_id.clone(),
+        kind: if kapso {
+            WebhookKind::Kapso
+        } else {
+            WebhookKind::Meta
+        },
+        events: webhook.effective_events(),
+        active: webhook.active,
+        payload_version: kapso.then(|| {
+            webhook
+                .payload_version
+                .unwrap_or_default()
+                .as_str()
+                .to_owned()
+        }),
+        buffer: webhook
+            .kapso_buffer
+            .as_ref()
+            .filter(|b| kapso && b.enabled)
+            .map(|b| BufferSettings {
+                window_seconds: b.window_seconds,
+                max_size: b.max_size,
+                events: b.events.clone(),
+            }),
+        headers: webhook.headers.clone(),
+        inactivity_minutes: webhook.inactivity_minutes.filter(|_| kapso),
+        secret: webhook.registered_secret()?.clone(),
+        sync: webhook.sync,
+    })
+}
+
+/// Every webhook Kapso has that concerns this config: those of each configured phone number
+/// plus the project's list (which Kapso documents as holding all of the project's webhooks),
+/// each once, whatever the number of pages.
+pub async fn remote_webhooks(
+    config: &Config,
+    kapso: &KapsoClient,
+) -> Result<Vec<RemoteWebhook>, SyncError> {
+    let mut seen = HashSet::new();
+    let mut all = Vec::new();
+    let mut numbers = HashSet::new();
+    for (index, webhook) in config.webhooks.iter().enumerate() {
+        let Some(number) = webhook.phone_number_id.as_deref() else {
+            continue;
+        };
+        if !numbers.insert(number) {
+            continue;
+        }
+        let hooks = kapso
+            .list_number_webhooks(number)
+            .await
+            .map_err(|error| match error {
+                KapsoError::NotFound { .. } => SyncError::UnknownPhoneNumber {
+                    index,
+                    name: webhook.name.clone(),
+                    phone_number_id: number.to_owned(),
+                },
+                error => SyncError::Kapso {
+                    action: format!("listing the webhooks of phone number {number}"),
+                    error,
+                },
+            })?;
+        all.extend(hooks.into_iter().filter(|h| seen.insert(h.id.clone())));
+    }
+    let project = kapso
+        .list_project_webhooks()
+        .await
+        .map_err(|error| SyncError::Kapso {
+            action: "listing the project's webhooks".to_owned(),
+            error,
+        })?;
+    all.extend(project.into_iter().filter(|h| seen.insert(h.id.clone())));
+    Ok(all)
+}
+
+/// Whose a remote webhook is, seen from this config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ownership {
+    /// Described by the `[[webhooks]]` entry of this name.
+    Managed(String),
+    /// Under `{public_url}/webhooks/`, described by no entry.
+    Unmanaged,
+    /// Points elsewhere; switchboard never touches it.
+    Foreign,
+    /// `server.public_url` is not set, so switchboard cannot tell.
+    Unknown,
+}
+
+/// Classifies `remote` the way sync does.
+pub fn ownership(config: &Config, remote: &RemoteWebhook) -> Ownership {
+    let Some(prefix) = config.server.webhooks_prefix() else {
+        return Ownership::Unknown;
+    };
+    let entry = config.webhooks.iter().find(|w| {
+        config
+            .server
+            .webhook_url(&w.name)
+            .is_some_and(|url| plan::same_url(&url, &remote.url))
+            && w.phone_number_id == remote.phone_number_id
+    });
+    match entry {
+        Some(webhook) => Ownership::Managed(webhook.name.clone()),
+        None if remote.url.starts_with(&prefix) => Ownership::Unmanaged,
+        None => Ownership::Foreign,
+    }
+}
+
+/// The remote webhook of entry `name` that Kapso delivers to (the newest, if duplicated).
+pub fn managed_webhook<'a>(
+    config: &Config,
+    remote: &'a [RemoteWebhook],
+    name: &str,
+) -> Option<&'a RemoteWebhook> {
+    let candidates = (0..remote.len())
+        .filter(|&i| ownership(config, &remote[i]) == Ownership::Managed(name.to_owned()));
+    plan::newest(remote, candidates).map(|i| &remote[i])
+}
