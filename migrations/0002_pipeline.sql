@@ -52,6 +52,9 @@ CREATE TABLE jobs (
     finished_at  INTEGER
 );
 CREATE INDEX jobs_runnable ON jobs (state, run_at);
+-- Claim order over unfinished jobs only: claiming scans this in order and stops at the first
+-- job that may run, however many finished jobs the table holds.
+CREATE INDEX jobs_active ON jobs (run_at, order_ts, order_seq) WHERE state IN ('queued', 'running');
 CREATE INDEX jobs_ordering ON jobs (ordering_key, state);
 
 -- Messages a job sends, recorded before sending and marked with WhatsApp's id once confirmed,

@@ -58,6 +58,8 @@ impl App {
         let pool = db::open_for_server(&config.storage).await?;
         let group_commit = GroupCommit {
             max_batch: config.storage.group_commit_max,
+            synchronous: config.storage.synchronous,
+            connection_synchronous: config.storage.pipeline_synchronous,
             ..GroupCommit::default()
         };
         let events_stored = Arc::new(Notify::new());
@@ -98,6 +100,7 @@ impl App {
             &self.config.webhooks,
             self.inbox.clone(),
             self.metrics.clone(),
+            self.routes.clone(),
             self.config.server.body_limit_bytes,
         ));
         let admin = admin::router(AdminState {

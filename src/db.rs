@@ -85,7 +85,7 @@ async fn connect(storage: &StorageConfig, create: bool) -> Result<SqlitePool, Db
         .filename(&path)
         .create_if_missing(create)
         .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(match storage.synchronous {
+        .synchronous(match storage.pipeline_synchronous {
             Synchronous::Off => SqliteSynchronous::Off,
             Synchronous::Normal => SqliteSynchronous::Normal,
             Synchronous::Full => SqliteSynchronous::Full,
@@ -101,6 +101,8 @@ async fn connect(storage: &StorageConfig, create: bool) -> Result<SqlitePool, Db
     // while acquiring another connection from it.
     SqlitePoolOptions::new()
         .max_connections(1)
+        // A local file: no stale sockets to detect, so skip the ping on every acquire.
+        .test_before_acquire(false)
         .min_connections(1)
         .connect_with(options)
         .await

@@ -90,6 +90,9 @@ pub struct Event {
     pub dedupe_key: DedupeKey,
     pub flags: Vec<&'static str>,
     pub payload: Value,
+    /// False when no route listens to this event type: it is stored as already routed, so the
+    /// dispatcher never reads it. True until the ingest side knows the routes.
+    pub awaits_routing: bool,
 }
 
 impl Event {
@@ -144,6 +147,7 @@ impl Event {
             dedupe_key,
             flags,
             payload,
+            awaits_routing: true,
         }
     }
 

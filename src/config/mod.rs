@@ -136,8 +136,14 @@ pub enum Synchronous {
 pub struct StorageConfig {
     /// `sqlite://PATH` (relative paths are relative to the working directory).
     pub url: String,
-    /// SQLite `synchronous`: `full` (default) makes every commit durable before the 200.
+    /// SQLite `synchronous` of inbox commits: `full` (default) makes every delivery durable
+    /// before the 200.
     pub synchronous: Synchronous,
+    /// SQLite `synchronous` of everything after the inbox (routing, buffers, job state, sent
+    /// marks). `normal` (default) skips the fsync: a process crash loses nothing, a power loss
+    /// may lose the last job-state changes (the job runs again; a send confirmed in the last
+    /// moment may be repeated). The next inbox commit makes them durable too.
+    pub pipeline_synchronous: Synchronous,
     /// How long a writer waits for a lock before failing.
     pub busy_timeout_ms: u64,
     /// Most deliveries committed together in one transaction.
@@ -149,6 +155,7 @@ impl Default for StorageConfig {
         StorageConfig {
             url: "sqlite://data/switchboard.db".to_owned(),
             synchronous: Synchronous::Full,
+            pipeline_synchronous: Synchronous::Normal,
             busy_timeout_ms: 5_000,
             group_commit_max: 512,
         }

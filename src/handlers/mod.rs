@@ -106,6 +106,7 @@ impl Handlers {
 
     /// Runs a job to completion or to its first failure.
     pub async fn run(&self, pool: &SqlitePool, input: &JobInput<'_>) -> Result<RunReport, Failure> {
+        // A retried (or replayed) job resumes what an earlier attempt planned.
         let mut rows = store::planned(pool, input.job.id)
             .await
             .map_err(db_failure)?;
@@ -114,10 +115,7 @@ impl Handlers {
             if actions.is_empty() {
                 return Ok(RunReport::default());
             }
-            store::record_plan(pool, input.job.id, &actions, now_ms())
-                .await
-                .map_err(db_failure)?;
-            rows = store::planned(pool, input.job.id)
+            rows = store::record_plan(pool, input.job.id, &actions, now_ms())
                 .await
                 .map_err(db_failure)?;
         }

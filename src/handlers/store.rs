@@ -1,6 +1,6 @@
 //! All SQL on `outbound`: what a job sends, recorded before sending, marked once confirmed.
 
-use sqlx::SqlitePool;
+use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 
 use super::Action;
 
@@ -26,31 +26,32 @@ pub async fn planned(pool: &SqlitePool, job_id: i64) -> Result<Vec<OutboundRow>,
     .await
 }
 
-/// Records the job's plan in one transaction, before anything is sent.
+/// Records the job's plan in one statement (atomic), before anything is sent, and returns it.
 pub async fn record_plan(
     pool: &SqlitePool,
     job_id: i64,
     actions: &[Action],
     now: i64,
-) -> Result<(), sqlx::Error> {
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    for (seq, action) in actions.iter().enumerate() {
+) -> Result<Vec<OutboundRow>, sqlx::Error> {
+    let mut query: QueryBuilder<Sqlite> = QueryBuilder::new(
+        "INSERT INTO outbound (job_id, seq, phone_number_id, action, body, created_at) ",
+    );
+    query.push_values(actions.iter().enumerate(), |mut row, (seq, action)| {
         let (kind, phone_number_id, body) = action.to_row();
-        sqlx::query(
-            "INSERT INTO outbound (job_id, seq, phone_number_id, action, body, created_at)
-             VALUES (?, ?, ?, ?, ?, ?)
-             ON CONFLICT (job_id, seq) DO NOTHING",
-        )
-        .bind(job_id)
-        .bind(i64::try_from(seq).unwrap_or(i64::MAX))
-        .bind(phone_number_id)
-        .bind(kind)
-        .bind(body)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-    }
-    tx.commit().await
+        row.push_bind(job_id)
+            .push_bind(i64::try_from(seq).unwrap_or(i64::MAX))
+            .push_bind(phone_number_id.to_owned())
+            .push_bind(kind)
+            .push_bind(body)
+            .push_bind(now);
+    });
+    query.push(
+        " ON CONFLICT (job_id, seq) DO NOTHING
+         RETURNING id, seq, phone_number_id, action, body, state, wamid",
+    );
+    let mut rows: Vec<OutboundRow> = query.build_query_as().fetch_all(pool).await?;
+    rows.sort_by_key(|r| r.seq);
+    Ok(rows)
 }
 
 /// Kapso confirmed the send: never send this row again.

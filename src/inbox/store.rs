@@ -5,7 +5,23 @@ use sha2::{Digest, Sha256};
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool};
 
 use super::{DeliveryOutcome, NewDelivery, NewQuarantine};
+use crate::config::Synchronous;
 use crate::event::Event;
+
+/// Sets this connection's `synchronous` level (no I/O; only outside a transaction).
+pub(super) async fn set_synchronous(
+    conn: &mut SqliteConnection,
+    level: Synchronous,
+) -> Result<(), sqlx::Error> {
+    // A fixed set of keywords, never user text.
+    let statement = match level {
+        Synchronous::Off => "PRAGMA synchronous = OFF",
+        Synchronous::Normal => "PRAGMA synchronous = NORMAL",
+        Synchronous::Full => "PRAGMA synchronous = FULL",
+        Synchronous::Extra => "PRAGMA synchronous = EXTRA",
+    };
+    sqlx::query(statement).execute(conn).await.map(|_| ())
+}
 
 pub(super) async fn begin_immediate(conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
     sqlx::query("BEGIN IMMEDIATE")
@@ -56,8 +72,8 @@ pub(super) async fn insert_event(
         "INSERT INTO events
              (delivery_id, webhook, event_type, dedupe_key, payload_version, phone_number_id,
               conversation_id, message_id, message_type, direction, occurred_at, received_at,
-              idempotency_key, flags, payload)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+              idempotency_key, flags, payload, routed_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (event_type, dedupe_key) DO NOTHING
          RETURNING id",
     )
@@ -76,6 +92,7 @@ pub(super) async fn insert_event(
     .bind(&d.idempotency_key)
     .bind(e.flags_text())
     .bind(e.payload.to_string())
+    .bind((!e.awaits_routing).then_some(d.received_at_ms))
     .fetch_optional(conn)
     .await?;
     Ok(inserted.is_some())

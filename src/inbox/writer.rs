@@ -9,6 +9,7 @@ use sqlx::{Sqlite, SqlitePool};
 use tokio::sync::{mpsc, Notify};
 
 use super::{store, DeliveryOutcome, InboxError, NewDelivery, WriteRequest};
+use crate::config::Synchronous;
 
 /// Group-commit tuning.
 #[derive(Debug, Clone, Copy)]
@@ -17,6 +18,10 @@ pub struct GroupCommit {
     pub max_batch: usize,
     /// Deliveries that may wait for the writer before senders are held back.
     pub queue_capacity: usize,
+    /// `synchronous` of inbox commits, and the connection's level to restore afterwards (the
+    /// connection is shared with the pipeline, which may run with less durability).
+    pub synchronous: Synchronous,
+    pub connection_synchronous: Synchronous,
 }
 
 impl Default for GroupCommit {
@@ -24,6 +29,8 @@ impl Default for GroupCommit {
         GroupCommit {
             max_batch: 512,
             queue_capacity: 4096,
+            synchronous: Synchronous::Full,
+            connection_synchronous: Synchronous::Full,
         }
     }
 }
@@ -43,7 +50,7 @@ pub(super) async fn run(
                 Err(_) => break,
             }
         }
-        if write_group(&pool, &mut group).await > 0 {
+        if write_group(&pool, &mut group, &config).await > 0 {
             committed.notify_one();
         }
     }
@@ -51,7 +58,11 @@ pub(super) async fn run(
 }
 
 /// Writes and answers a group; returns how many new events were stored.
-async fn write_group(pool: &SqlitePool, group: &mut Vec<WriteRequest>) -> usize {
+async fn write_group(
+    pool: &SqlitePool,
+    group: &mut Vec<WriteRequest>,
+    config: &GroupCommit,
+) -> usize {
     let mut conn = match pool.acquire().await {
         Ok(conn) => conn,
         Err(err) => {
@@ -66,7 +77,7 @@ async fn write_group(pool: &SqlitePool, group: &mut Vec<WriteRequest>) -> usize 
     };
     let size = group.len();
     let mut stored = 0;
-    match write_all(&mut conn, group).await {
+    match write_all(&mut conn, group, config).await {
         Ok(outcomes) => {
             for (request, outcome) in group.drain(..).zip(outcomes) {
                 stored += outcome.stored;
@@ -77,7 +88,7 @@ async fn write_group(pool: &SqlitePool, group: &mut Vec<WriteRequest>) -> usize 
         Err(err) => {
             tracing::warn!(error = %err, group.size = size, "inbox: group commit failed, retrying deliveries one by one");
             for request in group.drain(..) {
-                let result = write_all(&mut conn, std::slice::from_ref(&request))
+                let result = write_all(&mut conn, std::slice::from_ref(&request), config)
                     .await
                     .map(|mut outcomes| outcomes.remove(0));
                 if let Ok(outcome) = &result {
@@ -93,8 +104,27 @@ async fn write_group(pool: &SqlitePool, group: &mut Vec<WriteRequest>) -> usize 
     stored
 }
 
-/// Writes the deliveries in one `BEGIN IMMEDIATE` transaction and commits.
+/// Writes the deliveries in one `BEGIN IMMEDIATE` transaction and commits at the inbox's
+/// `synchronous` level.
 async fn write_all(
+    conn: &mut PoolConnection<Sqlite>,
+    group: &[WriteRequest],
+    config: &GroupCommit,
+) -> Result<Vec<DeliveryOutcome>, InboxError> {
+    let switch = config.synchronous != config.connection_synchronous;
+    if switch {
+        store::set_synchronous(conn, config.synchronous).await?;
+    }
+    let result = write_all_in_transaction(conn, group).await;
+    if switch {
+        if let Err(err) = store::set_synchronous(conn, config.connection_synchronous).await {
+            tracing::warn!(error = %err, "inbox: cannot restore the connection's synchronous level");
+        }
+    }
+    result
+}
+
+async fn write_all_in_transaction(
     conn: &mut PoolConnection<Sqlite>,
     group: &[WriteRequest],
 ) -> Result<Vec<DeliveryOutcome>, InboxError> {

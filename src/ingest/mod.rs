@@ -21,6 +21,7 @@ use tracing::Instrument;
 use crate::config::WebhookConfig;
 use crate::inbox::Inbox;
 use crate::metrics::{Metrics, WebhookLabels};
+use crate::router::Router as Routes;
 use crate::secret::Secret;
 pub use error::IngestError;
 
@@ -51,6 +52,7 @@ pub struct IngestState {
     webhooks: Arc<HashMap<String, Vec<Secret>>>,
     inbox: Inbox,
     metrics: Arc<Metrics>,
+    routes: Arc<Routes>,
     body_limit: usize,
 }
 
@@ -59,6 +61,7 @@ impl IngestState {
         webhooks: &[WebhookConfig],
         inbox: Inbox,
         metrics: Arc<Metrics>,
+        routes: Arc<Routes>,
         body_limit: usize,
     ) -> Self {
         let webhooks = webhooks
@@ -69,6 +72,7 @@ impl IngestState {
             webhooks: Arc::new(webhooks),
             inbox,
             metrics,
+            routes,
             body_limit,
         }
     }
@@ -130,7 +134,10 @@ async fn accept_delivery(
         received_at_ms: crate::clock::now_ms(),
     };
     let verified = signature::verify(raw, secrets)?;
-    let delivery = delivery::unwrap_delivery(verified);
+    let mut delivery = delivery::unwrap_delivery(verified);
+    for event in &mut delivery.events {
+        event.awaits_routing = state.routes.may_match(&event.event_type);
+    }
     let flagged: Vec<String> = delivery
         .events
         .iter()

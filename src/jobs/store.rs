@@ -90,6 +90,8 @@ pub async fn enqueue(
 /// Claims the next runnable job in one statement: a queued job that is due, or a running job
 /// whose lease expired (its worker died). A job waits while an earlier job (by event time, then
 /// arrival) with the same ordering key is unfinished, or any job with that key holds a live lease.
+/// The candidates are walked in claim order on the partial index `jobs_active` and the walk stops
+/// at the first claimable one (no OR across states, which made SQLite sort every candidate).
 pub async fn claim_next(
     pool: &SqlitePool,
     owner: &str,
@@ -102,8 +104,8 @@ pub async fn claim_next(
              updated_at = ?2
          WHERE id = (
              SELECT j.id FROM jobs j
-             WHERE ((j.state = 'queued' AND j.run_at <= ?2)
-                    OR (j.state = 'running' AND j.lease_until < ?2))
+             WHERE j.state IN ('queued', 'running')
+               AND CASE j.state WHEN 'queued' THEN j.run_at <= ?2 ELSE j.lease_until < ?2 END
                AND (j.ordering_key IS NULL OR NOT EXISTS (
                      SELECT 1 FROM jobs e
                      WHERE e.ordering_key = j.ordering_key AND e.id != j.id

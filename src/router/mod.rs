@@ -160,6 +160,13 @@ impl Router {
         self.routes.iter().find(|r| r.name == name)
     }
 
+    /// Whether any route listens to this event type (its other conditions aside).
+    pub fn may_match(&self, event_type: &str) -> bool {
+        self.routes
+            .iter()
+            .any(|r| r.on.iter().any(|p| p.matches(event_type)))
+    }
+
     /// Every route the event matches, in order, stopping after a match with `continue = false`.
     pub fn matching(&self, event: &RoutableEvent) -> Vec<&Route> {
         let mut matched = Vec::new();
@@ -301,6 +308,14 @@ handler = { kind = "log" }
         let event =
             RoutableEvent::from_stored("whatsapp.message.received", "support", None, &payload);
         assert_eq!(names(r.matching(&event)), ["audit"]);
+    }
+
+    #[test]
+    fn may_match_looks_at_event_types_only() {
+        let r = router(GREET_AND_LOG);
+        assert!(r.may_match("whatsapp.message.read"));
+        assert!(!r.may_match("whatsapp.conversation.created"));
+        assert!(!Router::default().may_match("whatsapp.message.received"));
     }
 
     #[test]

@@ -585,3 +585,44 @@ handler = { kind = "reply", text = "patience: {{message.text}}" }
     );
     assert_eq!(sim.sends().len(), 1);
 }
+
+#[tokio::test]
+async fn events_no_route_listens_to_are_stored_already_routed() {
+    let sim = sim().await;
+    let app = TestApp::spawn_with(&pipeline_config(
+        &sim,
+        r#"
+[[routes]]
+name = "echo"
+on = "whatsapp.message.received"
+handler = { kind = "reply", text = "echo: {{message.text}}" }
+"#,
+    ))
+    .await;
+    let status = crate::payloads::message_status("wamid.OUT-1", "delivered");
+    assert_eq!(
+        app.deliver("whatsapp.message.delivered", &status).await,
+        200
+    );
+    let pool = app.db().await;
+    let routed: Option<i64> = sqlx::query_scalar("SELECT routed_at FROM events")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(
+        routed.is_some(),
+        "nothing listens to statuses: no dispatch needed"
+    );
+
+    assert_eq!(
+        app.deliver(
+            RECEIVED,
+            &text_at("wamid.ECHO", "conv-e", "hi", 1_764_103_000, false)
+        )
+        .await,
+        200
+    );
+    let sends = sim.wait_for_sends(1, WAIT).await;
+    assert_eq!(sends[0].body["text"]["body"], "echo: hi");
+    assert_eq!(job_rows(&app).await.len(), 1, "only the message got a job");
+}
