@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::retry::{decide, Decision, Failure};
-use super::store::{self, ClaimedJob};
+use super::store::{self, ClaimedJob, Finish};
 use crate::clock::{now_ms, until};
 use crate::config::JobsConfig;
 use crate::handlers::{Handlers, JobInput};
@@ -80,7 +80,7 @@ impl Runner {
                     if report.sent > 0 {
                         self.metrics.observe_reply_latency(now - job.created_at);
                     }
-                    match store::complete(&self.pool, &job, owner, now).await {
+                    match store::finish(&self.pool, &job, owner, Finish::Done, now).await {
                         Ok(true) => "done",
                         Ok(false) => "lease_lost",
                         Err(err) => {
@@ -160,14 +160,15 @@ impl Runner {
             &self.config,
             &mut rand::thread_rng(),
         );
-        let (retry_at, outcome) = match decision {
+        let error = failure.message();
+        let (finish, outcome) = match decision {
             Decision::RetryAt(at) => {
                 tracing::warn!(
                     error = failure.message(),
                     retry_in_ms = at - now,
                     "job failed, will retry"
                 );
-                (Some(at), "retry")
+                (Finish::RetryAt { at, error }, "retry")
             }
             Decision::Dead => {
                 tracing::error!(
@@ -175,10 +176,10 @@ impl Runner {
                     attempts,
                     "job dead-lettered: see `switchboard jobs list --dead`"
                 );
-                (None, "dead")
+                (Finish::Dead { error }, "dead")
             }
         };
-        match store::fail(&self.pool, job, owner, failure.message(), retry_at, now).await {
+        match store::finish(&self.pool, job, owner, finish, now).await {
             Ok(true) => outcome,
             Ok(false) => "lease_lost",
             Err(err) => {

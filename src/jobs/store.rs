@@ -123,43 +123,37 @@ pub async fn claim_next(
     .await
 }
 
-/// Marks a claimed job done. False when the lease was lost (another worker took over).
-pub async fn complete(
-    pool: &SqlitePool,
-    job: &ClaimedJob,
-    owner: &str,
-    now: i64,
-) -> Result<bool, sqlx::Error> {
-    let result = sqlx::query(
-        "UPDATE jobs SET state = 'done', lease_owner = NULL, lease_until = NULL, last_error = NULL,
-                         updated_at = ?1, finished_at = ?1
-         WHERE id = ?2 AND state = 'running' AND lease_owner = ?3 AND attempts = ?4",
-    )
-    .bind(now)
-    .bind(job.id)
-    .bind(owner)
-    .bind(job.attempts)
-    .execute(pool)
-    .await?;
-    Ok(result.rows_affected() == 1)
+/// How a claimed job's attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finish<'a> {
+    Done,
+    /// Queued again, to run at this time (Unix ms).
+    RetryAt {
+        at: i64,
+        error: &'a str,
+    },
+    Dead {
+        error: &'a str,
+    },
 }
 
-/// Records a failed attempt: queued again at `retry_at`, or dead when `retry_at` is `None`.
-pub async fn fail(
+/// Records the end of an attempt and releases the lease. False when the lease was lost
+/// (another worker took the job over), in which case nothing is changed.
+pub async fn finish(
     pool: &SqlitePool,
     job: &ClaimedJob,
     owner: &str,
-    error: &str,
-    retry_at: Option<i64>,
+    finish: Finish<'_>,
     now: i64,
 ) -> Result<bool, sqlx::Error> {
-    let (state, run_at, finished_at) = match retry_at {
-        Some(at) => ("queued", at, None),
-        None => ("dead", now, Some(now)),
+    let (state, run_at, finished_at, error) = match finish {
+        Finish::Done => ("done", None, Some(now), None),
+        Finish::RetryAt { at, error } => ("queued", Some(at), None, Some(error)),
+        Finish::Dead { error } => ("dead", None, Some(now), Some(error)),
     };
     let result = sqlx::query(
-        "UPDATE jobs SET state = ?1, run_at = ?2, finished_at = ?3, last_error = ?4,
-                         lease_owner = NULL, lease_until = NULL, updated_at = ?5
+        "UPDATE jobs SET state = ?1, run_at = COALESCE(?2, run_at), finished_at = ?3,
+                         last_error = ?4, lease_owner = NULL, lease_until = NULL, updated_at = ?5
          WHERE id = ?6 AND state = 'running' AND lease_owner = ?7 AND attempts = ?8",
     )
     .bind(state)
