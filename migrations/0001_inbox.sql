@@ -20,7 +20,9 @@ CREATE INDEX deliveries_received_at ON deliveries (received_at);
 
 CREATE TABLE events (
     id              INTEGER PRIMARY KEY,
-    delivery_id     INTEGER NOT NULL REFERENCES deliveries (id),
+    -- deliveries.id; no foreign key: the inbox writer writes a group's events first and their
+    -- delivery rows, which carry the final counts, last, in the same transaction
+    delivery_id     INTEGER NOT NULL,
     webhook         TEXT    NOT NULL,
     event_type      TEXT    NOT NULL,
     dedupe_key      TEXT    NOT NULL,
@@ -44,7 +46,9 @@ CREATE INDEX events_conversation ON events (conversation_id, occurred_at);
 
 CREATE TABLE quarantine (
     id              INTEGER PRIMARY KEY,
-    delivery_id     INTEGER NOT NULL REFERENCES deliveries (id),
+    -- deliveries.id; no foreign key: the inbox writer writes a group's events first and their
+    -- delivery rows, which carry the final counts, last, in the same transaction
+    delivery_id     INTEGER NOT NULL,
     webhook         TEXT    NOT NULL,
     received_at     INTEGER NOT NULL,
     reason          TEXT    NOT NULL,

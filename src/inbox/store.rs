@@ -1,5 +1,7 @@
 //! All SQL that touches the inbox tables (`deliveries`, `events`, `quarantine`).
 
+use std::collections::HashSet;
+
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool};
@@ -39,63 +41,89 @@ pub(super) async fn rollback(conn: &mut SqliteConnection) {
     let _ = sqlx::query("ROLLBACK").execute(conn).await;
 }
 
-pub(super) async fn insert_delivery(
-    conn: &mut SqliteConnection,
-    d: &NewDelivery,
-) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar(
-        "INSERT INTO deliveries
-             (webhook, received_at, body_bytes, idempotency_key, event_header, payload_version, batch, events)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-         RETURNING id",
-    )
-    .bind(&d.webhook)
-    .bind(d.received_at_ms)
-    .bind(i64::try_from(d.body_bytes).unwrap_or(i64::MAX))
-    .bind(&d.idempotency_key)
-    .bind(&d.event_header)
-    .bind(&d.payload_version)
-    .bind(d.batch)
-    .bind(i64::try_from(d.events.len() + d.quarantine.len()).unwrap_or(i64::MAX))
-    .fetch_one(conn)
-    .await
+/// The highest delivery id so far. Inside the writer's `BEGIN IMMEDIATE` transaction nothing
+/// else can insert, so the writer numbers a group's deliveries from here.
+pub(super) async fn last_delivery_id(conn: &mut SqliteConnection) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM deliveries")
+        .fetch_one(conn)
+        .await
 }
 
-/// Inserts the event unless one with the same type and dedupe key exists. True when inserted.
-pub(super) async fn insert_event(
+/// Rows per multi-row INSERT (16 binds each; SQLite allows 32766 per statement).
+const ROWS_PER_STATEMENT: usize = 500;
+
+/// Inserts a group's events with as few statements as possible, skipping those whose type and
+/// dedupe key are already stored (or appear earlier in the group). Returns the keys that were
+/// new; the first occurrence in group order is the one stored.
+pub(super) async fn insert_events(
     conn: &mut SqliteConnection,
-    delivery_id: i64,
-    d: &NewDelivery,
-    e: &Event,
-) -> Result<bool, sqlx::Error> {
-    let inserted: Option<i64> = sqlx::query_scalar(
-        "INSERT INTO events
-             (delivery_id, webhook, event_type, dedupe_key, payload_version, phone_number_id,
-              conversation_id, message_id, message_type, direction, occurred_at, received_at,
-              idempotency_key, flags, payload, routed_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-         ON CONFLICT (event_type, dedupe_key) DO NOTHING
-         RETURNING id",
-    )
-    .bind(delivery_id)
-    .bind(&d.webhook)
-    .bind(&e.event_type)
-    .bind(e.dedupe_key.as_str())
-    .bind(e.payload_version.as_str())
-    .bind(&e.phone_number_id)
-    .bind(&e.conversation_id)
-    .bind(&e.message_id)
-    .bind(&e.message_type)
-    .bind(&e.direction)
-    .bind(e.occurred_at)
-    .bind(d.received_at_ms)
-    .bind(&d.idempotency_key)
-    .bind(e.flags_text())
-    .bind(e.payload.to_string())
-    .bind((!e.awaits_routing).then_some(d.received_at_ms))
-    .fetch_optional(conn)
-    .await?;
-    Ok(inserted.is_some())
+    rows: &[(i64, &NewDelivery, &Event)],
+) -> Result<HashSet<(String, String)>, sqlx::Error> {
+    let mut inserted = HashSet::new();
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let mut query: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "INSERT INTO events
+                 (delivery_id, webhook, event_type, dedupe_key, payload_version, phone_number_id,
+                  conversation_id, message_id, message_type, direction, occurred_at, received_at,
+                  idempotency_key, flags, payload, routed_at) ",
+        );
+        query.push_values(chunk, |mut row, (delivery_id, d, e)| {
+            row.push_bind(*delivery_id)
+                .push_bind(d.webhook.clone())
+                .push_bind(e.event_type.clone())
+                .push_bind(e.dedupe_key.as_str().to_owned())
+                .push_bind(e.payload_version.as_str())
+                .push_bind(e.phone_number_id.clone())
+                .push_bind(e.conversation_id.clone())
+                .push_bind(e.message_id.clone())
+                .push_bind(e.message_type.clone())
+                .push_bind(e.direction.clone())
+                .push_bind(e.occurred_at)
+                .push_bind(d.received_at_ms)
+                .push_bind(d.idempotency_key.clone())
+                .push_bind(e.flags_text())
+                .push_bind(e.payload.to_string())
+                .push_bind((!e.awaits_routing).then_some(d.received_at_ms));
+        });
+        query.push(
+            " ON CONFLICT (event_type, dedupe_key) DO NOTHING RETURNING event_type, dedupe_key",
+        );
+        let keys: Vec<(String, String)> = query.build_query_as().fetch_all(&mut *conn).await?;
+        inserted.extend(keys);
+    }
+    Ok(inserted)
+}
+
+/// Logs a group's deliveries with their final counts, ids as numbered by the writer.
+pub(super) async fn insert_deliveries(
+    conn: &mut SqliteConnection,
+    rows: &[(&NewDelivery, DeliveryOutcome)],
+) -> Result<(), sqlx::Error> {
+    let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let mut query: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "INSERT INTO deliveries
+                 (id, webhook, received_at, body_bytes, idempotency_key, event_header,
+                  payload_version, batch, events, stored, duplicates, quarantined, result) ",
+        );
+        query.push_values(chunk, |mut row, (d, outcome)| {
+            row.push_bind(outcome.delivery_id)
+                .push_bind(d.webhook.clone())
+                .push_bind(d.received_at_ms)
+                .push_bind(count(d.body_bytes))
+                .push_bind(d.idempotency_key.clone())
+                .push_bind(d.event_header.clone())
+                .push_bind(d.payload_version.clone())
+                .push_bind(d.batch)
+                .push_bind(count(d.events.len() + d.quarantine.len()))
+                .push_bind(count(outcome.stored))
+                .push_bind(count(outcome.duplicates))
+                .push_bind(count(outcome.quarantined))
+                .push_bind(outcome.result());
+        });
+        query.build().execute(&mut *conn).await?;
+    }
+    Ok(())
 }
 
 /// Keeps a raw body that could not be understood; the same bytes on the same webhook are kept
@@ -125,24 +153,6 @@ pub(super) async fn insert_quarantine(
     .fetch_optional(conn)
     .await?;
     Ok(inserted.is_some())
-}
-
-pub(super) async fn finish_delivery(
-    conn: &mut SqliteConnection,
-    outcome: &DeliveryOutcome,
-) -> Result<(), sqlx::Error> {
-    let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
-    sqlx::query(
-        "UPDATE deliveries SET stored = ?, duplicates = ?, quarantined = ?, result = ? WHERE id = ?",
-    )
-    .bind(count(outcome.stored))
-    .bind(count(outcome.duplicates))
-    .bind(count(outcome.quarantined))
-    .bind(outcome.result())
-    .bind(outcome.delivery_id)
-    .execute(conn)
-    .await
-    .map(|_| ())
 }
 
 /// One line of `switchboard events list`.

@@ -10,6 +10,7 @@ use tokio::sync::{mpsc, Notify};
 
 use super::{store, DeliveryOutcome, InboxError, NewDelivery, WriteRequest};
 use crate::config::Synchronous;
+use crate::event::Event;
 
 /// Group-commit tuning.
 #[derive(Debug, Clone, Copy)]
@@ -129,48 +130,69 @@ async fn write_all_in_transaction(
     group: &[WriteRequest],
 ) -> Result<Vec<DeliveryOutcome>, InboxError> {
     store::begin_immediate(conn).await?;
-    let mut outcomes = Vec::with_capacity(group.len());
-    for request in group {
-        match write_one(conn, &request.delivery).await {
-            Ok(outcome) => outcomes.push(outcome),
+    match write_group_rows(conn, group).await {
+        Ok(outcomes) => match store::commit(conn).await {
+            Ok(()) => Ok(outcomes),
             Err(err) => {
                 store::rollback(conn).await;
-                return Err(err);
+                Err(err.into())
             }
+        },
+        Err(err) => {
+            store::rollback(conn).await;
+            Err(err)
         }
     }
-    if let Err(err) = store::commit(conn).await {
-        store::rollback(conn).await;
-        return Err(err.into());
-    }
-    Ok(outcomes)
 }
 
-async fn write_one(
+/// A group's rows in a handful of statements: its events (multi-row, deduplicated by the
+/// unique index), any quarantined bodies, then one row per delivery with its final counts.
+async fn write_group_rows(
     conn: &mut PoolConnection<Sqlite>,
-    delivery: &NewDelivery,
-) -> Result<DeliveryOutcome, InboxError> {
-    let delivery_id = store::insert_delivery(conn, delivery).await?;
-    let mut outcome = DeliveryOutcome {
-        delivery_id,
-        stored: 0,
-        duplicates: 0,
-        quarantined: 0,
-    };
-    for event in &delivery.events {
-        if store::insert_event(conn, delivery_id, delivery, event).await? {
-            outcome.stored += 1;
-        } else {
-            outcome.duplicates += 1;
+    group: &[WriteRequest],
+) -> Result<Vec<DeliveryOutcome>, InboxError> {
+    let first_id = store::last_delivery_id(conn).await? + 1;
+    let ids: Vec<i64> = (first_id..).take(group.len()).collect();
+    let event_rows: Vec<(i64, &NewDelivery, &Event)> = group
+        .iter()
+        .zip(&ids)
+        .flat_map(|(request, id)| {
+            let delivery = &request.delivery;
+            delivery.events.iter().map(move |e| (*id, delivery, e))
+        })
+        .collect();
+    let mut new_keys = store::insert_events(conn, &event_rows).await?;
+
+    let mut rows = Vec::with_capacity(group.len());
+    for (request, id) in group.iter().zip(&ids) {
+        let delivery = &request.delivery;
+        let mut outcome = DeliveryOutcome {
+            delivery_id: *id,
+            stored: 0,
+            duplicates: 0,
+            quarantined: 0,
+        };
+        for event in &delivery.events {
+            // The first delivery of the group carrying a new key stored it; later ones are duplicates.
+            let key = (
+                event.event_type.clone(),
+                event.dedupe_key.as_str().to_owned(),
+            );
+            if new_keys.remove(&key) {
+                outcome.stored += 1;
+            } else {
+                outcome.duplicates += 1;
+            }
         }
-    }
-    for item in &delivery.quarantine {
-        if store::insert_quarantine(conn, delivery_id, delivery, item).await? {
-            outcome.quarantined += 1;
-        } else {
-            outcome.duplicates += 1;
+        for item in &delivery.quarantine {
+            if store::insert_quarantine(conn, *id, delivery, item).await? {
+                outcome.quarantined += 1;
+            } else {
+                outcome.duplicates += 1;
+            }
         }
+        rows.push((delivery, outcome));
     }
-    store::finish_delivery(conn, &outcome).await?;
-    Ok(outcome)
+    store::insert_deliveries(conn, &rows).await?;
+    Ok(rows.into_iter().map(|(_, outcome)| outcome).collect())
 }
