@@ -200,6 +200,10 @@ INGEST_SERVER_RC="${SERVER_RC:-?}"
 
 # 3. End to end: a fresh server whose echo route replies to every message through e2ebench's
 #    Meta proxy; latency from the scheduled delivery to the proxy call.
+# Start from a quiet disk: drop the ingest runs' database and flush its dirty pages, so their
+# writeback does not compete with this run's fsyncs.
+rm -f "$WORKDIR"/switchboard.db*
+sync
 export BENCH_DB="$WORKDIR/e2e.db"
 export BENCH_PROXY="${BENCH_PROXY:-127.0.0.1:18090}"
 start_server config/bench-e2e.toml
