@@ -237,7 +237,7 @@ echo "commit      $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git
 echo "nproc       $(nproc)"
 echo "cpu         ${CPU_MODEL:-unknown}"
 echo "kernel      $(uname -sr)"
-echo "database    $BENCH_DB ($FS_TYPE), synchronous = full, $DB_SIZE after both runs"
+echo "databases   fresh per server under $WORKDIR ($FS_TYPE), inbox synchronous = full; $DB_SIZE after runs 1-2"
 echo "server      exit status $INGEST_SERVER_RC after SIGTERM"
 echo
 echo "--- 1. max throughput (closed loop, concurrency $CONCURRENCY, ${RUN1_DURATION}s) [loadgen exit $RC1]"
