@@ -4,8 +4,9 @@
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-/// Event types documented by Kapso (CONTRACT.md §3.1). Anything else is kept and flagged.
-pub const KNOWN_EVENT_TYPES: &[&str] = &[
+/// Message and conversation events (CONTRACT.md §3.1): delivered only to phone-number-scoped
+/// webhooks, and what such a webhook subscribes to by default.
+pub const NUMBER_EVENTS: [&str; 8] = [
     "whatsapp.message.received",
     "whatsapp.message.sent",
     "whatsapp.message.delivered",
@@ -14,14 +15,37 @@ pub const KNOWN_EVENT_TYPES: &[&str] = &[
     "whatsapp.conversation.created",
     "whatsapp.conversation.ended",
     "whatsapp.conversation.inactive",
+];
+
+/// What a project-scoped webhook subscribes to by default.
+pub const PROJECT_EVENTS: [&str; 2] = [
     "whatsapp.phone_number.created",
     "whatsapp.phone_number.deleted",
+];
+
+/// Project-scoped events that may be subscribed to besides [`PROJECT_EVENTS`].
+pub const OTHER_PROJECT_EVENTS: [&str; 4] = [
     "whatsapp.config.created",
-    "whatsapp.config.deleted",
     "workflow.execution.handoff",
     "workflow.execution.failed",
     "project.event",
 ];
+
+/// Named by Kapso only in an example subscription (v1, unverified): recognised when it arrives,
+/// never offered for subscription.
+const SEEN_ONLY_EVENTS: [&str; 1] = ["whatsapp.config.deleted"];
+
+/// An event type a Kapso webhook can subscribe to.
+pub fn is_subscribable_event(event_type: &str) -> bool {
+    NUMBER_EVENTS.contains(&event_type)
+        || PROJECT_EVENTS.contains(&event_type)
+        || OTHER_PROJECT_EVENTS.contains(&event_type)
+}
+
+/// An event type Kapso documents. Anything else is kept and flagged.
+pub fn is_known_event_type(event_type: &str) -> bool {
+    is_subscribable_event(event_type) || SEEN_ONLY_EVENTS.contains(&event_type)
+}
 
 /// Flag: the event type is not one Kapso documents. The event is stored anyway.
 pub const FLAG_UNKNOWN_TYPE: &str = "unknown_event_type";
@@ -107,7 +131,7 @@ impl Event {
         if version == PayloadVersion::V1 && !normalise_v1(&mut payload) {
             flags.push(FLAG_V1_PARTIAL);
         }
-        if !KNOWN_EVENT_TYPES.contains(&event_type) {
+        if !is_known_event_type(event_type) {
             flags.push(FLAG_UNKNOWN_TYPE);
         }
         let payload = Value::Object(payload);
@@ -128,7 +152,7 @@ impl Event {
         let dedupe_key = match natural_key(event_type, &payload) {
             Some(key) => DedupeKey(key),
             None => {
-                if KNOWN_EVENT_TYPES.contains(&event_type) {
+                if is_known_event_type(event_type) {
                     flags.push(FLAG_MISSING_IDENTIFIER);
                 }
                 fallback_key(&payload, origin)

@@ -9,31 +9,8 @@ use serde::Deserialize;
 use super::{sync, Config, ConfigError};
 use crate::secret::Secret;
 
-/// Events a phone-number-scoped webhook gets by default: every message and conversation event.
-pub const NUMBER_EVENTS: [&str; 8] = [
-    "whatsapp.message.received",
-    "whatsapp.message.sent",
-    "whatsapp.message.delivered",
-    "whatsapp.message.read",
-    "whatsapp.message.failed",
-    "whatsapp.conversation.created",
-    "whatsapp.conversation.ended",
-    "whatsapp.conversation.inactive",
-];
-
-/// Events a project-scoped webhook gets by default.
-pub const PROJECT_EVENTS: [&str; 2] = [
-    "whatsapp.phone_number.created",
-    "whatsapp.phone_number.deleted",
-];
-
-/// Project-scoped events that may be asked for besides [`PROJECT_EVENTS`] (CONTRACT §3.1).
-const OTHER_PROJECT_EVENTS: [&str; 4] = [
-    "whatsapp.config.created",
-    "workflow.execution.handoff",
-    "workflow.execution.failed",
-    "project.event",
-];
+use crate::event::{is_subscribable_event, OTHER_PROJECT_EVENTS};
+pub use crate::event::{NUMBER_EVENTS, PROJECT_EVENTS};
 
 /// One `[[webhooks]]` entry: served at `POST /webhooks/{name}`, and (with `server.public_url`)
 /// registered with Kapso at `{public_url}/webhooks/{name}`.
@@ -161,12 +138,6 @@ fn is_number_event(event: &str) -> bool {
     event.starts_with("whatsapp.message.") || event.starts_with("whatsapp.conversation.")
 }
 
-fn is_known_event(event: &str) -> bool {
-    NUMBER_EVENTS.contains(&event)
-        || PROJECT_EVENTS.contains(&event)
-        || OTHER_PROJECT_EVENTS.contains(&event)
-}
-
 /// Checks every `[[webhooks]]` entry, then `server.public_url` and `[sync]`.
 pub(super) fn validate_webhooks(config: &Config, file: &str) -> Result<(), ConfigError> {
     let invalid = |key: String, message: String| ConfigError::Invalid {
@@ -277,7 +248,7 @@ fn check_remote_settings(
     let mut seen = HashSet::new();
     for (j, event) in events.iter().enumerate() {
         let event_key = key(&format!("events[{j}]"));
-        if !is_known_event(event) {
+        if !is_subscribable_event(event) {
             let mut known: Vec<&str> = NUMBER_EVENTS.to_vec();
             known.extend(PROJECT_EVENTS);
             known.extend(OTHER_PROJECT_EVENTS);
@@ -371,4 +342,4 @@ fn check_remote_settings(
 }
 
 #[cfg(test)]
-mod tests;
+pub(super) mod tests;
