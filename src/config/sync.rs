@@ -95,23 +95,7 @@ pub(super) fn validate_sync(config: &Config) -> Result<(), Problem> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::ConfigError;
-    use super::*;
-
-    fn parse(text: &str) -> Result<Config, ConfigError> {
-        Config::parse("test.toml", text, |var| match var {
-            "SECRET" => Some("s3cret".to_owned()),
-            _ => None,
-        })
-    }
-
-    fn hook(keys: &str) -> String {
-        format!("[kapso]\napi_key = \"k\"\n[[webhooks]]\nname = \"support\"\nsecrets = [\"new\", \"old\"]\n{keys}\n")
-    }
-
-    fn error(text: &str) -> String {
-        parse(text).unwrap_err().to_string()
-    }
+    use super::super::webhooks::tests::{error, hook, parse};
 
     #[test]
     fn public_url_gives_webhook_urls_and_empty_means_unset() {

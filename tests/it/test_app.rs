@@ -231,3 +231,20 @@ pub fn metric(text: &str, name: &str, labels: &[&str]) -> f64 {
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
+
+/// Serves `app` on `listener` until the returned guard is dropped (stand-ins for services on
+/// the other side: Kapso's receiver, a gate in front of the simulator).
+pub fn serve_until_dropped(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+) -> tokio_util::sync::DropGuard {
+    let token = CancellationToken::new();
+    let stop = token.clone();
+    tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await
+            .unwrap();
+    });
+    token.drop_guard()
+}

@@ -1,17 +1,20 @@
 use super::*;
 
-fn parse(text: &str) -> Result<Config, ConfigError> {
+/// Shared with the `[sync]` tests.
+pub(in crate::config) fn parse(text: &str) -> Result<Config, ConfigError> {
     Config::parse("test.toml", text, |var| match var {
         "SECRET" => Some("s3cret".to_owned()),
         _ => None,
     })
 }
 
-fn hook(keys: &str) -> String {
+/// Shared with the `[sync]` tests.
+pub(in crate::config) fn hook(keys: &str) -> String {
     format!("[kapso]\napi_key = \"k\"\n[[webhooks]]\nname = \"support\"\nsecrets = [\"new\", \"old\"]\n{keys}\n")
 }
 
-fn error(text: &str) -> String {
+/// Shared with the `[sync]` tests.
+pub(in crate::config) fn error(text: &str) -> String {
     parse(text).unwrap_err().to_string()
 }
 

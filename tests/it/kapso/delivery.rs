@@ -17,7 +17,7 @@ use switchboard::kapso_sim::samples::{self, SampleContext, SIGNATURE_VECTOR};
 use switchboard::kapso_sim::{DeliveryOptions, DeliveryTarget, SimConfig, SimulatedKapso};
 use switchboard::secret::Secret;
 use tokio::sync::mpsc;
-use tokio_util::sync::{CancellationToken, DropGuard};
+use tokio_util::sync::DropGuard;
 
 use super::{fast_policy, text_message, PHONE, WAIT};
 
@@ -66,18 +66,11 @@ impl Receiver {
         let app = Router::new()
             .route("/webhooks/support", post(receive))
             .with_state(state);
-        let token = CancellationToken::new();
-        let stop = token.clone();
-        tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await
-                .unwrap();
-        });
+        let stop = crate::test_app::serve_until_dropped(listener, app);
         Receiver {
             url,
             rx,
-            _stop: token.drop_guard(),
+            _stop: stop,
         }
     }
 

@@ -11,7 +11,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use serde_json::Value;
-use tokio_util::sync::{CancellationToken, DropGuard};
+use tokio_util::sync::DropGuard;
 
 use super::{sim, PUBLIC_URL};
 use crate::payloads::message_received;
@@ -103,18 +103,11 @@ impl Gate {
             http: reqwest::Client::new(),
         };
         let app = Router::new().fallback(forward).with_state(state);
-        let token = CancellationToken::new();
-        let stop = token.clone();
-        tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await
-                .unwrap();
-        });
+        let stop = crate::test_app::serve_until_dropped(listener, app);
         Gate {
             url,
             open,
-            _stop: token.drop_guard(),
+            _stop: stop,
         }
     }
 
