@@ -15,10 +15,8 @@ use serde_json::json;
 use sqlx::SqlitePool;
 use tokio::sync::watch;
 
-use crate::buffer::store as buffer_store;
 use crate::db;
-use crate::jobs::store as jobs_store;
-use crate::metrics::{Metrics, StateLabels};
+use crate::metrics::Metrics;
 use crate::sync::SyncStatus;
 
 #[derive(Clone)]
@@ -66,7 +64,6 @@ async fn readyz(State(state): State<AdminState>) -> Response {
 }
 
 async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {
-    refresh_gauges(&state).await;
     (
         [(
             header::CONTENT_TYPE,
@@ -74,34 +71,6 @@ async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {
         )],
         state.metrics.render(),
     )
-}
-
-/// Queue depth and buffered messages are read from the database at scrape time.
-async fn refresh_gauges(state: &AdminState) {
-    match jobs_store::count_by_state(&state.pool).await {
-        Ok(counts) => {
-            for known in ["queued", "running", "done", "dead"] {
-                let n = counts
-                    .iter()
-                    .find(|(s, _)| s == known)
-                    .map_or(0, |(_, n)| *n);
-                state
-                    .metrics
-                    .jobs
-                    .get_or_create(&StateLabels {
-                        state: known.to_owned(),
-                    })
-                    .set(n);
-            }
-        }
-        Err(err) => tracing::warn!(error = %err, "metrics: cannot count jobs"),
-    }
-    match buffer_store::open_counts(&state.pool).await {
-        Ok((_, messages)) => {
-            state.metrics.buffered_messages.set(messages);
-        }
-        Err(err) => tracing::warn!(error = %err, "metrics: cannot count buffered messages"),
-    }
 }
 
 /// Records `switchboard_http_request_duration_seconds` for routed requests, labelled by the

@@ -17,22 +17,38 @@ use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, AdminState};
 use crate::buffer::Flusher;
+use crate::clock::Clock;
 use crate::config::{Config, KapsoConfig};
 use crate::db;
 use crate::dispatch::Dispatcher;
+use crate::handlers::store::Ledger;
 use crate::handlers::Handlers;
 use crate::inbox::{GroupCommit, Inbox};
 use crate::ingest::{self, IngestState};
+use crate::jobs::queue::LocalQueue;
 use crate::jobs::runner::Runner;
 use crate::kapso::KapsoClient;
 use crate::metrics::Metrics;
 use crate::router::Router as Routes;
 use crate::sync::{self, SyncStatus};
+use crate::write_queue::WriteQueue;
+
+/// Read connections for the pipeline (events, send plans, due buffers).
+const READ_CONNECTIONS: u32 = 4;
+/// Most pipeline writes (claims, plans, sent marks, outcomes) committed together.
+const PIPELINE_WRITE_BATCH: usize = 512;
 
 /// A configured server whose database is open and migrated, ready to [`App::serve`].
 pub struct App {
     config: Config,
+    /// Held while serving: this process alone runs the database's jobs.
+    lock: db::ServerLock,
     pool: SqlitePool,
+    reads: SqlitePool,
+    writes: WriteQueue,
+    write_task: JoinHandle<()>,
+    queue: Arc<LocalQueue>,
+    clock: Clock,
     inbox: Inbox,
     writer: JoinHandle<()>,
     metrics: Arc<Metrics>,
@@ -55,7 +71,19 @@ impl App {
             }
             None => None,
         };
+        let lock = db::lock_for_server(&config.storage)?;
         let pool = db::open_for_server(&config.storage).await?;
+        let reads = db::open_reads(&config.storage, READ_CONNECTIONS).await?;
+        let clock = Clock::System;
+        let metrics = Arc::new(Metrics::new());
+        let (writes, write_task) = WriteQueue::start(pool.clone(), PIPELINE_WRITE_BATCH);
+        let queue = LocalQueue::recover(&pool, writes.clone(), clock, metrics.clone())
+            .await
+            .context("loading the job queue")?;
+        let (_, buffered) = crate::buffer::store::open_counts(&pool)
+            .await
+            .context("counting buffered messages")?;
+        metrics.buffered_messages.set(buffered);
         let group_commit = GroupCommit {
             max_batch: config.storage.group_commit_max,
             synchronous: config.storage.synchronous,
@@ -79,10 +107,16 @@ impl App {
         };
         Ok(App {
             config,
+            lock,
             pool,
+            reads,
+            writes,
+            write_task,
+            queue: Arc::new(queue),
+            clock,
             inbox,
             writer,
-            metrics: Arc::new(Metrics::new()),
+            metrics,
             routes,
             kapso,
             events_stored,
@@ -118,33 +152,43 @@ impl App {
 
     /// Starts the dispatcher, the buffer flusher and the job workers on `tasks`.
     fn spawn_pipeline(&self, tasks: &mut JoinSet<()>, shutdown: &CancellationToken) {
-        let jobs_ready = Arc::new(Notify::new());
         let buffered = Arc::new(Notify::new());
         let poll = Duration::from_millis(self.config.jobs.poll_interval_ms);
         let dispatcher = Dispatcher {
             pool: self.pool.clone(),
+            reads: self.reads.clone(),
             router: self.routes.clone(),
             events_stored: self.events_stored.clone(),
-            jobs_ready: jobs_ready.clone(),
+            queue: self.queue.clone(),
             buffered: buffered.clone(),
             poll_interval: poll,
+            metrics: self.metrics.clone(),
+            clock: self.clock,
         };
         tasks.spawn(dispatcher.run(shutdown.clone()));
         let flusher = Flusher {
             pool: self.pool.clone(),
+            reads: self.reads.clone(),
             router: self.routes.clone(),
             buffered,
-            jobs_ready: jobs_ready.clone(),
+            queue: self.queue.clone(),
             poll_interval: poll,
+            metrics: self.metrics.clone(),
+            clock: self.clock,
         };
         tasks.spawn(flusher.run(shutdown.clone()));
+        let ledger = Ledger {
+            reads: self.reads.clone(),
+            writes: self.writes.clone(),
+        };
         let runner = Arc::new(Runner {
-            pool: self.pool.clone(),
+            reads: self.reads.clone(),
+            queue: self.queue.clone(),
             router: self.routes.clone(),
-            handlers: Arc::new(Handlers::new(self.kapso.clone())),
+            handlers: Arc::new(Handlers::new(self.kapso.clone(), ledger)),
             config: self.config.jobs,
-            jobs_ready,
             metrics: self.metrics.clone(),
+            clock: self.clock,
         });
         runner.spawn(tasks, shutdown);
     }
@@ -167,13 +211,19 @@ impl App {
         self.spawn_pipeline(&mut tasks, &shutdown);
         let App {
             config,
+            lock,
             pool,
+            reads,
+            writes,
+            write_task,
+            queue,
             inbox,
             writer,
             webhook_sync,
             sync_client,
             ..
         } = self;
+        drop(queue);
         drop(inbox);
         let grace = Duration::from_millis(config.server.shutdown_grace_ms);
         if let Ok(addr) = listener.local_addr() {
@@ -211,11 +261,17 @@ impl App {
         let drained = async {
             let _ = writer.await;
             while tasks.join_next().await.is_some() {}
+            // The pipeline's last writes (outcomes of the jobs that just finished) commit
+            // once every handle on the write queue is gone.
+            drop(writes);
+            let _ = write_task.await;
         };
         if tokio::time::timeout(grace, drained).await.is_err() {
             tracing::warn!("background work did not finish within the grace period; running jobs resume after their lease");
         }
+        reads.close().await;
         pool.close().await;
+        drop(lock);
         tracing::info!("switchboard stopped");
         Ok(())
     }

@@ -31,6 +31,14 @@ pub enum DbError {
         #[source]
         source: sqlx::Error,
     },
+    #[error("cannot lock {path}: {source}")]
+    Lock {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("another `switchboard serve` is using this database (it holds {0}); stop it first, or give this server its own storage.url")]
+    InUse(String),
     #[error("cannot apply migrations to {path}: {source}")]
     Migrate {
         path: String,
@@ -107,6 +115,66 @@ async fn connect(storage: &StorageConfig, create: bool) -> Result<SqlitePool, Db
         .connect_with(options)
         .await
         .map_err(open_err)
+}
+
+/// Read-only connections for the pipeline's reads (events, send plans, due buffers), so they
+/// never wait for the single writer connection. WAL lets them read while it writes.
+pub async fn open_reads(storage: &StorageConfig, connections: u32) -> Result<SqlitePool, DbError> {
+    let path = storage
+        .sqlite_path()
+        .ok_or_else(|| DbError::NotSqlite(storage.url.clone()))?;
+    let open_err = |source| DbError::Open {
+        path: path.display().to_string(),
+        source,
+    };
+    let options = SqliteConnectOptions::from_str("sqlite://")
+        .map_err(open_err)?
+        .filename(&path)
+        .read_only(true)
+        .busy_timeout(Duration::from_millis(storage.busy_timeout_ms))
+        .pragma("temp_store", "memory");
+    SqlitePoolOptions::new()
+        .max_connections(connections.max(1))
+        .test_before_acquire(false)
+        .connect_with(options)
+        .await
+        .map_err(open_err)
+}
+
+/// Held while a server uses the database: its in-memory job schedule assumes no other server
+/// runs the same jobs. Released when dropped (or when the process dies).
+#[derive(Debug)]
+pub struct ServerLock {
+    _file: std::fs::File,
+}
+
+/// Takes `{database}.lock`, or fails naming the file when another server holds it.
+pub fn lock_for_server(storage: &StorageConfig) -> Result<ServerLock, DbError> {
+    let path = storage
+        .sqlite_path()
+        .ok_or_else(|| DbError::NotSqlite(storage.url.clone()))?;
+    let mut lock_path = path.into_os_string();
+    lock_path.push(".lock");
+    let lock_path = std::path::PathBuf::from(lock_path);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|source| DbError::Lock {
+            path: lock_path.display().to_string(),
+            source,
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(ServerLock { _file: file }),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            Err(DbError::InUse(lock_path.display().to_string()))
+        }
+        Err(std::fs::TryLockError::Error(source)) => Err(DbError::Lock {
+            path: lock_path.display().to_string(),
+            source,
+        }),
+    }
 }
 
 /// True when every embedded migration has been applied successfully.

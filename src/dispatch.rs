@@ -11,23 +11,30 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::buffer;
-use crate::clock::now_ms;
+use crate::clock::Clock;
 use crate::inbox::store::{self as inbox_store, StoredEvent};
+use crate::jobs::queue::JobQueue;
 use crate::jobs::{store as job_store, NewJob};
+use crate::metrics::Metrics;
 use crate::router::{RoutableEvent, Router};
 
 const BATCH: i64 = 256;
 
 pub struct Dispatcher {
+    /// The writer connection.
     pub pool: SqlitePool,
+    /// Read connections (unrouted events are read here).
+    pub reads: SqlitePool,
     pub router: Arc<Router>,
     /// Woken by the inbox after each commit.
     pub events_stored: Arc<Notify>,
-    /// Woken after jobs are enqueued.
-    pub jobs_ready: Arc<Notify>,
+    /// Where new jobs are scheduled once committed.
+    pub queue: Arc<dyn JobQueue>,
     /// Woken after messages are buffered.
     pub buffered: Arc<Notify>,
     pub poll_interval: Duration,
+    pub metrics: Arc<Metrics>,
+    pub clock: Clock,
 }
 
 impl Dispatcher {
@@ -54,12 +61,12 @@ impl Dispatcher {
 
     /// Routes up to [`BATCH`] unrouted events; returns how many.
     pub async fn dispatch_batch(&self) -> Result<usize, sqlx::Error> {
-        let events = inbox_store::unrouted(&self.pool, BATCH).await?;
+        let events = inbox_store::unrouted(&self.reads, BATCH).await?;
         if events.is_empty() {
             return Ok(0);
         }
-        let now = now_ms();
-        let mut enqueued = 0;
+        let now = self.clock.now_ms();
+        let mut enqueued = Vec::new();
         let mut buffered = 0;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         for event in &events {
@@ -88,8 +95,8 @@ impl Dispatcher {
                         if let Some(job) =
                             NewJob::for_events(route, std::slice::from_ref(event), now)
                         {
-                            job_store::enqueue(&mut tx, &job, now).await?;
-                            enqueued += 1;
+                            let id = job_store::enqueue(&mut tx, &job, now).await?;
+                            enqueued.push(job.into_unfinished(id, now));
                         }
                     }
                 }
@@ -100,13 +107,12 @@ impl Dispatcher {
         tx.commit().await?;
         tracing::debug!(
             events = events.len(),
-            jobs = enqueued,
+            jobs = enqueued.len(),
             buffered,
             "dispatched"
         );
-        if enqueued > 0 {
-            self.jobs_ready.notify_waiters();
-        }
+        self.queue.offer(enqueued);
+        self.metrics.buffered_messages.inc_by(buffered);
         if buffered > 0 {
             self.buffered.notify_waiters();
         }

@@ -1,6 +1,7 @@
 //! Per-conversation debounce of `whatsapp.message.received`, durable in SQLite: the dispatcher
 //! adds messages (see [`store::add`]), and [`Flusher`] turns each batch whose time has come
-//! into one job. Flush times are stored, so after a restart batches flush when they were due.
+//! into one job, many batches per transaction. Flush times are stored, so after a restart
+//! batches flush when they were due.
 
 pub mod store;
 
@@ -11,18 +12,29 @@ use sqlx::SqlitePool;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::clock::{now_ms, until};
+use crate::clock::Clock;
 use crate::inbox::store::load_events;
+use crate::jobs::queue::JobQueue;
 use crate::jobs::{event_time_ms, store as job_store, NewJob};
+use crate::metrics::Metrics;
 use crate::router::Router;
 
+/// Most batches flushed in one transaction.
+const FLUSH_BATCH: i64 = 256;
+
 pub struct Flusher {
+    /// The writer connection.
     pub pool: SqlitePool,
+    /// Read connections (due batches are found here).
+    pub reads: SqlitePool,
     pub router: Arc<Router>,
     /// Woken when messages are buffered (a batch may now be full or due sooner).
     pub buffered: Arc<Notify>,
-    pub jobs_ready: Arc<Notify>,
+    /// Where the flushed batches' jobs are scheduled once committed.
+    pub queue: Arc<dyn JobQueue>,
     pub poll_interval: Duration,
+    pub metrics: Arc<Metrics>,
+    pub clock: Clock,
 }
 
 impl Flusher {
@@ -32,8 +44,8 @@ impl Flusher {
             tokio::pin!(notified);
             notified.as_mut().enable();
             let wait = match self.flush_due().await {
-                Ok(()) => match store::next_flush(&self.pool).await {
-                    Ok(Some(at)) => until(at).min(self.poll_interval),
+                Ok(()) => match store::next_flush(&self.reads).await {
+                    Ok(Some(at)) => self.clock.until(at).min(self.poll_interval),
                     Ok(None) => self.poll_interval,
                     Err(err) => {
                         tracing::error!(error = %err, "buffer: cannot read the next flush time");
@@ -53,39 +65,42 @@ impl Flusher {
         }
     }
 
-    /// Turns every batch that is due into a job (one transaction per batch).
+    /// Turns every batch that is due into a job, up to [`FLUSH_BATCH`] batches per transaction.
     pub async fn flush_due(&self) -> Result<(), sqlx::Error> {
         loop {
-            let due = store::due(&self.pool, now_ms(), 64).await?;
+            let now = self.clock.now_ms();
+            let due = store::due(&self.reads, now, FLUSH_BATCH).await?;
             if due.is_empty() {
                 return Ok(());
             }
-            for (route_name, conversation) in due {
-                self.flush(&route_name, &conversation).await?;
-            }
-            self.jobs_ready.notify_waiters();
-        }
-    }
-
-    async fn flush(&self, route_name: &str, conversation: &str) -> Result<(), sqlx::Error> {
-        let now = now_ms();
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let ids = store::take(&mut tx, route_name, conversation).await?;
-        let mut events = load_events(&mut *tx, &ids).await?;
-        events.sort_by_key(|e| (event_time_ms(e), e.id));
-        match self.router.get(route_name) {
-            Some(route) => {
-                if let Some(job) = NewJob::for_events(route, &events, now) {
-                    job_store::enqueue(&mut tx, &job, now).await?;
-                    tracing::debug!(route = route_name, messages = events.len(), "buffer flushed");
+            let mut jobs = Vec::with_capacity(due.len());
+            let mut messages = 0;
+            let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+            for (route_name, conversation) in &due {
+                let ids = store::take(&mut tx, route_name, conversation).await?;
+                messages += ids.len();
+                let mut events = load_events(&mut *tx, &ids).await?;
+                events.sort_by_key(|e| (event_time_ms(e), e.id));
+                match self.router.get(route_name) {
+                    Some(route) => {
+                        if let Some(job) = NewJob::for_events(route, &events, now) {
+                            let id = job_store::enqueue(&mut tx, &job, now).await?;
+                            jobs.push(job.into_unfinished(id, now));
+                        }
+                    }
+                    None => tracing::warn!(
+                        route = %route_name,
+                        messages = events.len(),
+                        "buffered messages belong to a route that is no longer configured; dropped from the buffer (they stay in the inbox)"
+                    ),
                 }
             }
-            None => tracing::warn!(
-                route = route_name,
-                messages = events.len(),
-                "buffered messages belong to a route that is no longer configured; dropped from the buffer (they stay in the inbox)"
-            ),
+            tx.commit().await?;
+            self.metrics
+                .buffered_messages
+                .dec_by(i64::try_from(messages).unwrap_or(i64::MAX));
+            tracing::debug!(batches = due.len(), jobs = jobs.len(), "buffers flushed");
+            self.queue.offer(jobs);
         }
-        tx.commit().await
     }
 }

@@ -3,9 +3,9 @@
 
 use serde_json::{json, Map, Value};
 
+use super::Failure;
 use crate::config::pipeline::TemplateParams;
 use crate::event::str_at;
-use crate::jobs::retry::Failure;
 use crate::template::{contact_phone, render_json, RenderContext, Template};
 
 /// Fills `messaging_product`, `recipient_type` and `to` (or `recipient`, for contacts known only

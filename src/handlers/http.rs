@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use super::Failure;
 use super::JobInput;
 use crate::ingest::signature::sign;
-use crate::jobs::retry::Failure;
 use crate::secret::Secret;
 
 /// Header carrying `hex(HMAC-SHA256(secret, body))` of our request, when a secret is set.
@@ -44,7 +44,7 @@ pub fn request_body(input: &JobInput<'_>, payloads: &[Value]) -> Value {
     let first = input.events.first();
     json!({
         "route": input.route.name,
-        "job": { "id": input.job.id, "attempt": input.job.attempts },
+        "job": { "id": input.job.id, "attempt": input.job.attempt },
         "event_type": input.job.event_type,
         "webhook": input.job.webhook,
         "phone_number_id": first.and_then(|e| e.phone_number_id.clone()),
@@ -67,7 +67,7 @@ pub async fn call(
         .header("content-type", "application/json")
         .header("x-switchboard-route", input.route.name.as_str())
         .header("x-switchboard-job", input.job.id.to_string())
-        .header("x-switchboard-attempt", input.job.attempts.to_string());
+        .header("x-switchboard-attempt", input.job.attempt.to_string());
     if let Some(secret) = target.secret {
         request = request.header(SIGNATURE_HEADER, sign(secret.expose().as_bytes(), &bytes));
     }

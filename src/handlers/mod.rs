@@ -7,17 +7,35 @@ pub mod compose;
 pub mod http;
 pub mod store;
 
+use std::time::Duration;
+
 use serde_json::{json, Value};
-use sqlx::SqlitePool;
 
 use crate::clock::now_ms;
 use crate::config::HandlerConfig;
 use crate::inbox::store::StoredEvent;
-use crate::jobs::retry::Failure;
-use crate::jobs::store::ClaimedJob;
 use crate::kapso::{KapsoClient, KapsoError, RetryHint};
 use crate::router::Route;
 use crate::template::RenderContext;
+
+/// How a handler run failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// Worth another attempt after the usual backoff.
+    Retry(String),
+    /// Worth another attempt, not before this delay (e.g. Kapso's `Retry-After`).
+    RetryAfter(String, Duration),
+    /// Cannot succeed by retrying (bad request, policy block, ...): dead-letter now.
+    Fatal(String),
+}
+
+impl Failure {
+    pub fn message(&self) -> &str {
+        match self {
+            Failure::Retry(m) | Failure::RetryAfter(m, _) | Failure::Fatal(m) => m,
+        }
+    }
+}
 
 /// One thing a job does through Kapso.
 #[derive(Debug, Clone, PartialEq)]
@@ -75,9 +93,19 @@ impl Action {
     }
 }
 
-/// A claimed job with its route and events (oldest first).
+/// The job a handler runs for: which one, and which attempt.
+#[derive(Debug, Clone, Copy)]
+pub struct JobContext<'a> {
+    pub id: i64,
+    /// 1 for the first attempt.
+    pub attempt: i64,
+    pub event_type: &'a str,
+    pub webhook: &'a str,
+}
+
+/// A job with its route and events (oldest first).
 pub struct JobInput<'a> {
-    pub job: &'a ClaimedJob,
+    pub job: JobContext<'a>,
     pub route: &'a Route,
     pub events: &'a [StoredEvent],
 }
@@ -94,20 +122,24 @@ pub struct RunReport {
 pub struct Handlers {
     kapso: Option<KapsoClient>,
     http: reqwest::Client,
+    ledger: store::Ledger,
 }
 
 impl Handlers {
-    pub fn new(kapso: Option<KapsoClient>) -> Handlers {
+    pub fn new(kapso: Option<KapsoClient>, ledger: store::Ledger) -> Handlers {
         Handlers {
             kapso,
             http: reqwest::Client::new(),
+            ledger,
         }
     }
 
     /// Runs a job to completion or to its first failure.
-    pub async fn run(&self, pool: &SqlitePool, input: &JobInput<'_>) -> Result<RunReport, Failure> {
+    pub async fn run(&self, input: &JobInput<'_>) -> Result<RunReport, Failure> {
         // A retried (or replayed) job resumes what an earlier attempt planned.
-        let mut rows = store::planned(pool, input.job.id)
+        let mut rows = self
+            .ledger
+            .planned(input.job.id)
             .await
             .map_err(db_failure)?;
         if rows.is_empty() {
@@ -115,7 +147,9 @@ impl Handlers {
             if actions.is_empty() {
                 return Ok(RunReport::default());
             }
-            rows = store::record_plan(pool, input.job.id, &actions, now_ms())
+            rows = self
+                .ledger
+                .record_plan(input.job.id, actions, now_ms())
                 .await
                 .map_err(db_failure)?;
         }
@@ -127,8 +161,8 @@ impl Handlers {
             }
             let action = Action::from_row(row)?;
             let wamid = self.execute(&action).await?;
-            store::mark_sent(pool, row.id, wamid.as_deref(), now_ms())
-                .await
+            self.ledger
+                .mark_sent(row.id, wamid, now_ms())
                 .map_err(db_failure)?;
             report.sent += 1;
         }
@@ -144,8 +178,8 @@ impl Handlers {
             ));
         };
         let ctx = RenderContext {
-            event_type: &input.job.event_type,
-            webhook: &input.job.webhook,
+            event_type: input.job.event_type,
+            webhook: input.job.webhook,
             route: &input.route.name,
             payloads: &payloads,
         };
@@ -259,6 +293,6 @@ fn kapso_failure(err: KapsoError) -> Failure {
     }
 }
 
-fn db_failure(err: sqlx::Error) -> Failure {
+fn db_failure(err: crate::write_queue::WriteError) -> Failure {
     Failure::Retry(format!("database: {err}"))
 }

@@ -1,8 +1,46 @@
 //! All SQL on `outbound`: what a job sends, recorded before sending, marked once confirmed.
+//! Reads go to the read pool; writes are group-committed through the [`WriteQueue`].
 
-use sqlx::{QueryBuilder, Sqlite, SqlitePool};
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool};
 
 use super::Action;
+use crate::write_queue::{WriteError, WriteQueue};
+
+/// Where a job's send plan lives: read from `reads`, written through `writes`.
+#[derive(Clone)]
+pub struct Ledger {
+    pub reads: SqlitePool,
+    pub writes: WriteQueue,
+}
+
+impl Ledger {
+    /// What the job already planned, in order (empty on its first run).
+    pub async fn planned(&self, job_id: i64) -> Result<Vec<OutboundRow>, WriteError> {
+        Ok(planned(&self.reads, job_id).await?)
+    }
+
+    /// Records the plan; returns once it is committed, so nothing is sent before it is.
+    pub async fn record_plan(
+        &self,
+        job_id: i64,
+        actions: Vec<Action>,
+        now: i64,
+    ) -> Result<Vec<OutboundRow>, WriteError> {
+        self.writes
+            .write(move |conn| {
+                Box::pin(async move { record_plan(conn, job_id, &actions, now).await })
+            })
+            .await
+    }
+
+    /// Records Kapso's confirmation. Queued, not awaited: the job's outcome, written after
+    /// it, commits in the same or a later transaction.
+    pub fn mark_sent(&self, id: i64, wamid: Option<String>, now: i64) -> Result<(), WriteError> {
+        self.writes.send(move |conn| {
+            Box::pin(async move { mark_sent(conn, id, wamid.as_deref(), now).await })
+        })
+    }
+}
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct OutboundRow {
@@ -28,7 +66,7 @@ pub async fn planned(pool: &SqlitePool, job_id: i64) -> Result<Vec<OutboundRow>,
 
 /// Records the job's plan in one statement (atomic), before anything is sent, and returns it.
 pub async fn record_plan(
-    pool: &SqlitePool,
+    conn: &mut SqliteConnection,
     job_id: i64,
     actions: &[Action],
     now: i64,
@@ -49,14 +87,14 @@ pub async fn record_plan(
         " ON CONFLICT (job_id, seq) DO NOTHING
          RETURNING id, seq, phone_number_id, action, body, state, wamid",
     );
-    let mut rows: Vec<OutboundRow> = query.build_query_as().fetch_all(pool).await?;
+    let mut rows: Vec<OutboundRow> = query.build_query_as().fetch_all(conn).await?;
     rows.sort_by_key(|r| r.seq);
     Ok(rows)
 }
 
 /// Kapso confirmed the send: never send this row again.
 pub async fn mark_sent(
-    pool: &SqlitePool,
+    conn: &mut SqliteConnection,
     id: i64,
     wamid: Option<&str>,
     now: i64,
@@ -65,7 +103,7 @@ pub async fn mark_sent(
         .bind(wamid)
         .bind(now)
         .bind(id)
-        .execute(pool)
+        .execute(conn)
         .await
         .map(|_| ())
 }

@@ -1,13 +1,16 @@
 //! The durable job queue: one row per handler run, claimed with a lease, retried with backoff,
 //! dead-lettered when it cannot succeed. Jobs of one conversation and route run in order.
 
+pub mod queue;
 pub mod retry;
 pub mod runner;
+pub mod schedule;
 pub mod store;
 
 use crate::inbox::store::StoredEvent;
 use crate::router::Route;
 pub use store::NewJob;
+use store::{ClaimedJob, UnfinishedJob};
 
 /// The key that makes a route's jobs for one conversation run one at a time.
 pub fn ordering_key(route: &str, conversation: Option<&str>) -> Option<String> {
@@ -39,5 +42,26 @@ impl NewJob {
             max_attempts: route.max_attempts,
             run_at: now,
         })
+    }
+
+    /// The job as the schedule holds it, once its row `id` is committed.
+    pub fn into_unfinished(self, id: i64, now: i64) -> UnfinishedJob {
+        UnfinishedJob {
+            job: ClaimedJob {
+                id,
+                route: self.route,
+                handler: self.handler,
+                webhook: self.webhook,
+                event_type: self.event_type,
+                event_ids: serde_json::to_string(&self.event_ids).unwrap_or_else(|_| "[]".into()),
+                attempts: 0,
+                max_attempts: i64::from(self.max_attempts),
+                created_at: now,
+            },
+            ordering_key: self.ordering_key,
+            order_ts: self.order_ts,
+            order_seq: self.order_seq,
+            run_at: self.run_at,
+        }
     }
 }

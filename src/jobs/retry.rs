@@ -5,25 +5,7 @@ use std::time::Duration;
 use rand::Rng;
 
 use crate::config::JobsConfig;
-
-/// How a handler run failed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Failure {
-    /// Worth another attempt after the usual backoff.
-    Retry(String),
-    /// Worth another attempt, not before this delay (e.g. Kapso's `Retry-After`).
-    RetryAfter(String, Duration),
-    /// Cannot succeed by retrying (bad request, policy block, ...): dead-letter now.
-    Fatal(String),
-}
-
-impl Failure {
-    pub fn message(&self) -> &str {
-        match self {
-            Failure::Retry(m) | Failure::RetryAfter(m, _) | Failure::Fatal(m) => m,
-        }
-    }
-}
+use crate::handlers::Failure;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {

@@ -1,155 +1,124 @@
-//! Workers: claim a job, run its handler, record the outcome (done, retry later, dead).
-//! They wake when work is enqueued or finishes and otherwise sleep until the next job is due,
-//! with `jobs.poll_interval_ms` as a fallback. On shutdown each finishes the job it holds.
+//! Workers: take a job from the [`JobQueue`], run its handler, record the outcome (done, retry
+//! later, dead). On shutdown each finishes the job it holds. One more task takes the manual
+//! retries other processes leave for the server.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::SqlitePool;
-use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::retry::{decide, Decision, Failure};
-use super::store::{self, ClaimedJob, Finish};
-use crate::clock::{now_ms, until};
+use super::queue::{JobQueue, LocalQueue};
+use super::retry::{decide, Decision};
+use super::store::{ClaimedJob, Finish};
+use crate::clock::Clock;
 use crate::config::JobsConfig;
-use crate::handlers::{Handlers, JobInput};
+use crate::handlers::{Failure, Handlers, JobContext, JobInput, RunReport};
 use crate::inbox::store::load_events;
 use crate::metrics::Metrics;
 use crate::router::Router;
 
 pub struct Runner {
-    pub pool: SqlitePool,
+    /// Read connections: events and send plans are read here, never on the writer.
+    pub reads: SqlitePool,
+    pub queue: Arc<LocalQueue>,
     pub router: Arc<Router>,
     pub handlers: Arc<Handlers>,
     pub config: JobsConfig,
-    /// Woken when jobs are enqueued or a job finishes (its successor may now run).
-    pub jobs_ready: Arc<Notify>,
     pub metrics: Arc<Metrics>,
+    pub clock: Clock,
 }
 
 impl Runner {
-    /// Starts `jobs.workers` workers on `tasks`.
+    /// Starts `jobs.workers` workers and the manual-retry poller on `tasks`.
     pub fn spawn(self: Arc<Self>, tasks: &mut JoinSet<()>, shutdown: &CancellationToken) {
-        let instance: u32 = rand::random();
-        for index in 0..self.config.workers {
-            let owner = format!("{}-{instance:08x}-w{index}", std::process::id());
-            tasks.spawn(self.clone().work(owner, shutdown.clone()));
+        for _ in 0..self.config.workers {
+            tasks.spawn(self.clone().work(shutdown.clone()));
+        }
+        tasks.spawn(self.poll_requests(shutdown.clone()));
+    }
+
+    async fn work(self: Arc<Self>, shutdown: CancellationToken) {
+        while let Some(job) = self.queue.take(&shutdown).await {
+            self.run(job).await;
         }
     }
 
-    async fn work(self: Arc<Self>, owner: String, shutdown: CancellationToken) {
+    async fn poll_requests(self: Arc<Self>, shutdown: CancellationToken) {
         let poll = Duration::from_millis(self.config.poll_interval_ms);
-        let lease = i64::try_from(self.config.lease_ms).unwrap_or(i64::MAX);
-        while !shutdown.is_cancelled() {
-            let notified = self.jobs_ready.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            match store::claim_next(&self.pool, &owner, now_ms(), lease).await {
-                Ok(Some(job)) => {
-                    self.run(job, &owner).await;
-                    continue;
-                }
-                Ok(None) => {}
-                Err(err) => tracing::error!(error = %err, "jobs: claiming failed"),
+        loop {
+            if let Err(err) = self.queue.take_requests(&self.reads).await {
+                tracing::warn!(error = %err, "jobs: cannot read manual retries");
             }
-            let wait = match store::next_due(&self.pool, now_ms()).await {
-                Ok(Some(at)) => until(at).clamp(Duration::from_millis(5), poll),
-                _ => poll,
-            };
             tokio::select! {
-                () = &mut notified => {}
-                () = tokio::time::sleep(wait) => {}
+                () = tokio::time::sleep(poll) => {}
                 () = shutdown.cancelled() => break,
             }
         }
     }
 
-    async fn run(&self, job: ClaimedJob, owner: &str) {
+    async fn run(&self, job: ClaimedJob) {
         let span =
             tracing::info_span!("job", job.id = job.id, route = %job.route, attempt = job.attempts);
         async {
             let started = std::time::Instant::now();
-            let result = self.execute_with_heartbeat(&job, owner).await;
-            let now = now_ms();
-            let outcome = match &result {
+            let result = self.execute(&job).await;
+            let now = self.clock.now_ms();
+            let (finish, outcome) = match &result {
                 Ok(report) => {
-                    tracing::debug!(sent = report.sent, already_sent = report.already_sent, "job done");
+                    tracing::debug!(
+                        sent = report.sent,
+                        already_sent = report.already_sent,
+                        "job done"
+                    );
                     if report.sent > 0 {
                         self.metrics.observe_reply_latency(now - job.created_at);
                     }
-                    match store::finish(&self.pool, &job, owner, Finish::Done, now).await {
-                        Ok(true) => "done",
-                        Ok(false) => "lease_lost",
-                        Err(err) => {
-                            tracing::error!(error = %err, "jobs: cannot mark done; the lease will expire and the job resume");
-                            "error"
-                        }
-                    }
+                    (Finish::Done, "done")
                 }
-                Err(failure) => self.record_failure(&job, owner, failure, now).await,
+                Err(failure) => self.failure_outcome(&job, failure, now),
+            };
+            let outcome = match self.queue.finish(&job, finish).await {
+                Ok(()) => outcome,
+                Err(err) => {
+                    tracing::error!(error = %err, "jobs: cannot record the outcome; the job runs again");
+                    "error"
+                }
             };
             self.metrics.count_job(&job.route, outcome, started.elapsed());
-            // The next job of this conversation may be waiting for this one.
-            self.jobs_ready.notify_waiters();
         }
         .instrument(span)
         .await;
     }
 
-    /// Runs the job while renewing its lease every third of `jobs.lease_ms`, so a slow handler
-    /// (Kapso retries honouring Retry-After, a slow `http` service) is not mistaken for a dead
-    /// worker. Only a worker that really stopped lets its lease expire.
-    async fn execute_with_heartbeat(
-        &self,
-        job: &ClaimedJob,
-        owner: &str,
-    ) -> Result<crate::handlers::RunReport, Failure> {
-        let lease = i64::try_from(self.config.lease_ms).unwrap_or(i64::MAX);
-        let mut heartbeat =
-            tokio::time::interval(Duration::from_millis((self.config.lease_ms / 3).max(1)));
-        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        heartbeat.tick().await; // the first tick is immediate; the claim just set the lease
-        let execution = self.execute(job);
-        tokio::pin!(execution);
-        loop {
-            tokio::select! {
-                result = &mut execution => return result,
-                _ = heartbeat.tick() => {
-                    match store::extend_lease(&self.pool, job, owner, now_ms().saturating_add(lease)).await {
-                        Ok(true) => {}
-                        Ok(false) => tracing::warn!("job lease lost while running; another worker may run it too"),
-                        Err(err) => tracing::warn!(error = %err, "jobs: cannot extend the lease"),
-                    }
-                }
-            }
-        }
-    }
-
-    async fn execute(&self, job: &ClaimedJob) -> Result<crate::handlers::RunReport, Failure> {
+    async fn execute(&self, job: &ClaimedJob) -> Result<RunReport, Failure> {
         let route = self.router.get(&job.route).ok_or_else(|| {
             Failure::Fatal(format!("route `{}` is no longer configured", job.route))
         })?;
-        let events = load_events(&self.pool, &job.event_ids())
+        let events = load_events(&self.reads, &job.event_ids())
             .await
             .map_err(|e| Failure::Retry(format!("database: {e}")))?;
         let input = JobInput {
-            job,
+            job: JobContext {
+                id: job.id,
+                attempt: job.attempts,
+                event_type: &job.event_type,
+                webhook: &job.webhook,
+            },
             route,
             events: &events,
         };
-        self.handlers.run(&self.pool, &input).await
+        self.handlers.run(&input).await
     }
 
-    async fn record_failure(
+    fn failure_outcome(
         &self,
         job: &ClaimedJob,
-        owner: &str,
         failure: &Failure,
         now: i64,
-    ) -> &'static str {
+    ) -> (Finish, &'static str) {
         let attempts = u32::try_from(job.attempts).unwrap_or(u32::MAX);
         let max_attempts = u32::try_from(job.max_attempts).unwrap_or(1);
         let decision = decide(
@@ -160,31 +129,19 @@ impl Runner {
             &self.config,
             &mut rand::thread_rng(),
         );
-        let error = failure.message();
-        let (finish, outcome) = match decision {
+        let error = failure.message().to_owned();
+        match decision {
             Decision::RetryAt(at) => {
-                tracing::warn!(
-                    error = failure.message(),
-                    retry_in_ms = at - now,
-                    "job failed, will retry"
-                );
+                tracing::warn!(error = %error, retry_in_ms = at - now, "job failed, will retry");
                 (Finish::RetryAt { at, error }, "retry")
             }
             Decision::Dead => {
                 tracing::error!(
-                    error = failure.message(),
+                    error = %error,
                     attempts,
                     "job dead-lettered: see `switchboard jobs list --dead`"
                 );
                 (Finish::Dead { error }, "dead")
-            }
-        };
-        match store::finish(&self.pool, job, owner, finish, now).await {
-            Ok(true) => outcome,
-            Ok(false) => "lease_lost",
-            Err(err) => {
-                tracing::error!(error = %err, "jobs: cannot record the failure; the lease will expire and the job resume");
-                "error"
             }
         }
     }

@@ -1,5 +1,6 @@
-//! All SQL on the `jobs` table: enqueue (inside the caller's transaction), claim in one
-//! statement, finish with the claim's fencing (owner + attempt), list and replay.
+//! All SQL on the `jobs` table: enqueue (inside the caller's transaction), load the unfinished
+//! jobs into the in-memory schedule, record claims and outcomes (through the pipeline's
+//! group-committed writes), list and replay.
 
 use serde::Serialize;
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool};
@@ -20,7 +21,7 @@ pub struct NewJob {
     pub run_at: i64,
 }
 
-/// A job this worker now holds a lease on.
+/// What a worker needs to run a job; `attempts` is the attempt being run once claimed.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ClaimedJob {
     pub id: i64,
@@ -87,135 +88,176 @@ pub async fn enqueue(
     .await
 }
 
-/// Claims the next runnable job in one statement: a queued job that is due, or a running job
-/// whose lease expired (its worker died). A job waits while an earlier job (by event time, then
-/// arrival) with the same ordering key is unfinished, or any job with that key holds a live lease.
-/// The candidates are walked in claim order on the partial index `jobs_active` and the walk stops
-/// at the first claimable one (no OR across states, which made SQLite sort every candidate).
-pub async fn claim_next(
-    pool: &SqlitePool,
-    owner: &str,
-    now: i64,
-    lease_ms: i64,
-) -> Result<Option<ClaimedJob>, sqlx::Error> {
-    sqlx::query_as(
-        "UPDATE jobs
-         SET state = 'running', attempts = attempts + 1, lease_owner = ?1, lease_until = ?2 + ?3,
-             updated_at = ?2
-         WHERE id = (
-             SELECT j.id FROM jobs j
-             WHERE j.state IN ('queued', 'running')
-               AND CASE j.state WHEN 'queued' THEN j.run_at <= ?2 ELSE j.lease_until < ?2 END
-               AND (j.ordering_key IS NULL OR NOT EXISTS (
-                     SELECT 1 FROM jobs e
-                     WHERE e.ordering_key = j.ordering_key AND e.id != j.id
-                       AND e.state IN ('queued', 'running')
-                       AND ((e.state = 'running' AND e.lease_until >= ?2)
-                            OR (e.order_ts, e.order_seq) < (j.order_ts, j.order_seq))))
-             ORDER BY j.run_at, j.order_ts, j.order_seq
-             LIMIT 1)
-         RETURNING id, route, handler, webhook, event_type, event_ids, attempts, max_attempts, created_at",
+/// Columns of a job the workers need, as [`ClaimedJob`] reads them.
+const JOB_COLUMNS: &str =
+    "id, route, handler, webhook, event_type, event_ids, attempts, max_attempts, created_at";
+
+/// A job the schedule holds: what a worker needs to run it, and where it sits in the schedule.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct UnfinishedJob {
+    #[sqlx(flatten)]
+    pub job: ClaimedJob,
+    pub ordering_key: Option<String>,
+    pub order_ts: i64,
+    pub order_seq: i64,
+    pub run_at: i64,
+}
+
+/// Jobs a previous process of this server left running were interrupted: queue them again now.
+/// Only valid while this process holds the database alone (see `db::lock`).
+pub async fn requeue_interrupted(pool: &SqlitePool, now: i64) -> Result<u64, sqlx::Error> {
+    let result = sqlx::query(
+        "UPDATE jobs SET state = 'queued', run_at = MIN(run_at, ?1), lease_owner = NULL,
+                         lease_until = NULL, updated_at = ?1
+         WHERE state = 'running'",
     )
-    .bind(owner)
     .bind(now)
-    .bind(lease_ms)
-    .fetch_optional(pool)
+    .execute(pool)
+    .await?;
+    Ok(result.rows_affected())
+}
+
+/// Every queued job (after [`requeue_interrupted`], every unfinished one), for the schedule.
+pub async fn unfinished(pool: &SqlitePool) -> Result<Vec<UnfinishedJob>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {JOB_COLUMNS}, ordering_key, order_ts, order_seq, run_at
+         FROM jobs WHERE state IN ('queued', 'running')"
+    ))
+    .fetch_all(pool)
     .await
 }
 
-/// How a claimed job's attempt ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Finish<'a> {
+/// Queued jobs by id (those a manual retry put back), for the schedule.
+pub async fn queued_by_id(
+    pool: &SqlitePool,
+    ids: &[i64],
+) -> Result<Vec<UnfinishedJob>, sqlx::Error> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut query: QueryBuilder<Sqlite> = QueryBuilder::new(format!(
+        "SELECT {JOB_COLUMNS}, ordering_key, order_ts, order_seq, run_at
+         FROM jobs WHERE state = 'queued' AND id IN ("
+    ));
+    let mut list = query.separated(", ");
+    for id in ids {
+        list.push_bind(*id);
+    }
+    query.push(")");
+    query.build_query_as().fetch_all(pool).await
+}
+
+/// Dead-lettered jobs, for the gauge at startup (an index range, not a table scan).
+pub async fn count_dead(pool: &SqlitePool) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE state = 'dead'")
+        .fetch_one(pool)
+        .await
+}
+
+/// Marks a job taken by a worker (`owner`) for attempt number `attempt`.
+pub async fn mark_running(
+    conn: &mut SqliteConnection,
+    id: i64,
+    attempt: i64,
+    owner: &str,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE jobs SET state = 'running', attempts = ?1, lease_owner = ?2, updated_at = ?3
+         WHERE id = ?4 AND state = 'queued'",
+    )
+    .bind(attempt)
+    .bind(owner)
+    .bind(now)
+    .bind(id)
+    .execute(conn)
+    .await
+    .map(|_| ())
+}
+
+/// How a job's attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Finish {
     Done,
     /// Queued again, to run at this time (Unix ms).
     RetryAt {
         at: i64,
-        error: &'a str,
+        error: String,
     },
     Dead {
-        error: &'a str,
+        error: String,
     },
 }
 
-/// Records the end of an attempt and releases the lease. False when the lease was lost
-/// (another worker took the job over), in which case nothing is changed.
+/// Records the end of an attempt. Only a running job changes.
 pub async fn finish(
-    pool: &SqlitePool,
-    job: &ClaimedJob,
-    owner: &str,
-    finish: Finish<'_>,
+    conn: &mut SqliteConnection,
+    id: i64,
+    finish: &Finish,
     now: i64,
-) -> Result<bool, sqlx::Error> {
+) -> Result<(), sqlx::Error> {
     let (state, run_at, finished_at, error) = match finish {
         Finish::Done => ("done", None, Some(now), None),
-        Finish::RetryAt { at, error } => ("queued", Some(at), None, Some(error)),
-        Finish::Dead { error } => ("dead", None, Some(now), Some(error)),
+        Finish::RetryAt { at, error } => ("queued", Some(*at), None, Some(error.as_str())),
+        Finish::Dead { error } => ("dead", None, Some(now), Some(error.as_str())),
     };
-    let result = sqlx::query(
+    sqlx::query(
         "UPDATE jobs SET state = ?1, run_at = COALESCE(?2, run_at), finished_at = ?3,
                          last_error = ?4, lease_owner = NULL, lease_until = NULL, updated_at = ?5
-         WHERE id = ?6 AND state = 'running' AND lease_owner = ?7 AND attempts = ?8",
+         WHERE id = ?6 AND state = 'running'",
     )
     .bind(state)
     .bind(run_at)
     .bind(finished_at)
     .bind(error)
     .bind(now)
-    .bind(job.id)
-    .bind(owner)
-    .bind(job.attempts)
-    .execute(pool)
-    .await?;
-    Ok(result.rows_affected() == 1)
-}
-
-/// The next time, after `now`, at which a waiting job becomes due or a lease expires. Jobs that
-/// are due but wait for an earlier job of their conversation are not counted: that job's
-/// completion wakes the workers.
-pub async fn next_due(pool: &SqlitePool, now: i64) -> Result<Option<i64>, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT MIN(t) FROM (
-             SELECT MIN(run_at) AS t FROM jobs WHERE state = 'queued' AND run_at > ?1
-             UNION ALL
-             SELECT MIN(lease_until) AS t FROM jobs WHERE state = 'running' AND lease_until > ?1)",
-    )
-    .bind(now)
-    .fetch_one(pool)
+    .bind(id)
+    .execute(conn)
     .await
+    .map(|_| ())
 }
 
-/// Extends a held lease while the job is still running. False when the lease was lost.
-pub async fn extend_lease(
-    pool: &SqlitePool,
-    job: &ClaimedJob,
-    owner: &str,
-    lease_until: i64,
-) -> Result<bool, sqlx::Error> {
-    let result = sqlx::query(
-        "UPDATE jobs SET lease_until = ?1
-         WHERE id = ?2 AND state = 'running' AND lease_owner = ?3 AND attempts = ?4",
-    )
-    .bind(lease_until)
-    .bind(job.id)
-    .bind(owner)
-    .bind(job.attempts)
-    .execute(pool)
-    .await?;
-    Ok(result.rows_affected() == 1)
+/// Takes the manual retries queued for the running server (see [`retry_now`]).
+pub async fn take_requests(conn: &mut SqliteConnection) -> Result<Vec<i64>, sqlx::Error> {
+    sqlx::query_scalar("DELETE FROM job_requests RETURNING job_id")
+        .fetch_all(conn)
+        .await
 }
 
-/// Puts a dead (or waiting) job back in the queue to run now, with a fresh attempt budget.
-/// False when there is no such job or it is running or done.
+/// Whether any manual retry waits for the server (a cheap read before [`take_requests`]).
+pub async fn has_requests(pool: &SqlitePool) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM job_requests)")
+        .fetch_one(pool)
+        .await
+}
+
+/// Puts a dead (or waiting) job back in the queue to run now, with a fresh attempt budget, and
+/// asks a running server to schedule it (`job_requests`). False when there is no such job or it
+/// is running or done.
 pub async fn retry_now(pool: &SqlitePool, id: i64, now: i64) -> Result<bool, sqlx::Error> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     let result = sqlx::query(
-        "UPDATE jobs SET state = 'queued', attempts = 0, run_at = ?1, finished_at = NULL, updated_at = ?1
+        "UPDATE jobs SET state = 'queued', attempts = 0, run_at = ?1,
+                         finished_at = NULL, updated_at = ?1
          WHERE id = ?2 AND state IN ('dead', 'queued')",
     )
     .bind(now)
     .bind(id)
-    .execute(pool)
+    .execute(&mut *tx)
     .await?;
-    Ok(result.rows_affected() == 1)
+    if result.rows_affected() != 1 {
+        return Ok(false);
+    }
+    sqlx::query(
+        "INSERT INTO job_requests (job_id, requested_at) VALUES (?1, ?2)
+         ON CONFLICT (job_id) DO UPDATE SET requested_at = excluded.requested_at",
+    )
+    .bind(id)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(true)
 }
 
 #[derive(Debug, Clone, Default)]
@@ -255,7 +297,7 @@ pub async fn get(pool: &SqlitePool, id: i64) -> Result<Option<JobRow>, sqlx::Err
     .await
 }
 
-/// Jobs per state, for the queue-depth gauge.
+/// Jobs per state (a scan: for the command line and the demo, never for metrics).
 pub async fn count_by_state(pool: &SqlitePool) -> Result<Vec<(String, i64)>, sqlx::Error> {
     sqlx::query_as("SELECT state, COUNT(*) FROM jobs GROUP BY state")
         .fetch_all(pool)

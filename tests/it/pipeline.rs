@@ -455,15 +455,16 @@ handler = { kind = "reply", text = "{{messages.count}}: {{messages.text}}" }
 }
 
 #[tokio::test]
-async fn a_killed_workers_job_runs_again_after_its_lease_expires() {
+async fn a_killed_servers_job_runs_again_at_restart_without_waiting_for_its_lease() {
     let sim = sim().await;
     let service = UserService::start().await;
     service.gate("stuck");
     service.respond(200, json!({}));
     service.respond(200, json!({ "messages": [ { "text": "recovered" } ] }));
+    // A lease far longer than the test may wait: only an immediate restart can pass.
     let mut app = TestApp::spawn_with(&pipeline_config_with_lease(
         &sim,
-        1_000,
+        3_600_000,
         &bot_route(&service, 900, ""),
     ))
     .await;
@@ -479,7 +480,7 @@ async fn a_killed_workers_job_runs_again_after_its_lease_expires() {
 
     app.kill().await;
     let running: Vec<_> = job_rows(&app).await;
-    assert_eq!(running[0].1, "running", "the crash left the job leased");
+    assert_eq!(running[0].1, "running", "the crash left the job running");
     service.open("stuck");
 
     app.start_again().await;
@@ -487,6 +488,89 @@ async fn a_killed_workers_job_runs_again_after_its_lease_expires() {
     assert_eq!(sends[0].body["text"]["body"], "recovered");
     let jobs = settled_jobs(&app, 1).await;
     assert_eq!((jobs[0].1.as_str(), jobs[0].2), ("done", 2));
+}
+
+#[tokio::test]
+async fn a_second_server_on_the_same_database_is_refused() {
+    let sim = sim().await;
+    let app = TestApp::spawn_with(&pipeline_config(&sim, "")).await;
+    let config = app.config_path();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["serve", "--no-sync", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&config)
+        .env_remove("SWITCHBOARD_CONFIG")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        err.contains("another `switchboard serve` is using this database"),
+        "{err}"
+    );
+    assert!(err.contains("switchboard.db.lock"), "{err}");
+}
+
+/// Many conversations at once, each conversation's messages sent in order by its own client,
+/// handled by many workers: every conversation's replies reach the proxy once each, in order.
+#[tokio::test]
+async fn a_flood_of_conversations_keeps_each_conversations_order_at_the_proxy() {
+    const CONVERSATIONS: usize = 40;
+    const MESSAGES: usize = 10;
+    let sim = sim().await;
+    let config = pipeline_config(
+        &sim,
+        r#"
+[[routes]]
+name = "echo"
+on = "whatsapp.message.received"
+handler = { kind = "reply", text = "echo: {{message.text}}" }
+"#,
+    )
+    .replace("workers = 4", "workers = 16");
+    let app = std::sync::Arc::new(TestApp::spawn_with(&config).await);
+    let mut senders = tokio::task::JoinSet::new();
+    for c in 0..CONVERSATIONS {
+        let app = app.clone();
+        senders.spawn(async move {
+            for m in 0..MESSAGES {
+                let t = 1_764_200_000 + i64::try_from(m).unwrap();
+                let payload = text_at(
+                    &format!("wamid.F{c}-{m}"),
+                    &format!("conv-flood-{c}"),
+                    &format!("c{c}-{m}"),
+                    t,
+                    false,
+                );
+                assert_eq!(app.deliver(RECEIVED, &payload).await, 200);
+            }
+        });
+    }
+    while let Some(sent) = senders.join_next().await {
+        sent.unwrap();
+    }
+
+    let sends = sim.wait_for_sends(CONVERSATIONS * MESSAGES, WAIT).await;
+    assert_eq!(
+        sends.len(),
+        CONVERSATIONS * MESSAGES,
+        "each reply exactly once"
+    );
+    let mut per_conversation = vec![Vec::new(); CONVERSATIONS];
+    for send in &sends {
+        let text = send.body["text"]["body"].as_str().unwrap();
+        let (c, m) = text
+            .strip_prefix("echo: c")
+            .and_then(|rest| rest.split_once('-'))
+            .unwrap();
+        per_conversation[c.parse::<usize>().unwrap()].push(m.parse::<usize>().unwrap());
+    }
+    for (c, order) in per_conversation.iter().enumerate() {
+        assert_eq!(
+            order,
+            &(0..MESSAGES).collect::<Vec<_>>(),
+            "conversation {c} replied out of order"
+        );
+    }
 }
 
 #[tokio::test]

@@ -1,0 +1,286 @@
+//! Where workers get jobs and report outcomes.
+//!
+//! [`JobQueue`] is the seam between the workers and the scheduling design. [`LocalQueue`] is the
+//! single-process design: the schedule lives in memory ([`Schedule`], O(log n) per claim), and
+//! the `jobs` table is its durable log (claims and outcomes are group-committed through the
+//! [`WriteQueue`]). It needs the database to itself, which `db::lock` ensures; at startup it
+//! takes back every job the previous process left running and loads every unfinished job. A
+//! design shared by several processes (PostgreSQL with `FOR UPDATE SKIP LOCKED` and
+//! `LISTEN/NOTIFY`) would implement the same trait.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use sqlx::SqlitePool;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::schedule::{Schedule, Slot};
+use super::store::{self, ClaimedJob, Finish, UnfinishedJob};
+use crate::clock::Clock;
+use crate::metrics::{Metrics, StateLabels};
+use crate::write_queue::{WriteError, WriteQueue};
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The scheduling interface the workers, the dispatcher and the buffer flusher use.
+pub trait JobQueue: Send + Sync {
+    /// Jobs whose rows were just committed (by the dispatcher, a buffer flush or a manual
+    /// retry): schedule them.
+    fn offer(&self, jobs: Vec<UnfinishedJob>);
+
+    /// Waits for the next job allowed to run and takes it (its `attempts` is the attempt to
+    /// run). `None` once `shutdown` is cancelled.
+    fn take<'a>(&'a self, shutdown: &'a CancellationToken) -> BoxFuture<'a, Option<ClaimedJob>>;
+
+    /// Records how a taken job's attempt ended; returns once that is durable. The next job of
+    /// its conversation may then run.
+    fn finish<'a>(
+        &'a self,
+        job: &'a ClaimedJob,
+        finish: Finish,
+    ) -> BoxFuture<'a, Result<(), WriteError>>;
+}
+
+/// The in-memory schedule with the `jobs` table as its log.
+pub struct LocalQueue {
+    state: Mutex<State>,
+    changed: Notify,
+    writes: WriteQueue,
+    clock: Clock,
+    metrics: Arc<Metrics>,
+    /// Written as `lease_owner` on the jobs this process runs.
+    owner: String,
+    dead: AtomicI64,
+}
+
+#[derive(Default)]
+struct State {
+    schedule: Schedule,
+    jobs: HashMap<i64, ClaimedJob>,
+}
+
+impl LocalQueue {
+    /// Takes back the jobs an earlier process of this server left running (they run again at
+    /// once, not after a lease), loads every unfinished job and starts scheduling them.
+    pub async fn recover(
+        writer: &SqlitePool,
+        writes: WriteQueue,
+        clock: Clock,
+        metrics: Arc<Metrics>,
+    ) -> Result<LocalQueue, sqlx::Error> {
+        let interrupted = store::requeue_interrupted(writer, clock.now_ms()).await?;
+        if interrupted > 0 {
+            tracing::info!(
+                jobs = interrupted,
+                "jobs interrupted by the last stop run again now"
+            );
+        }
+        let unfinished = store::unfinished(writer).await?;
+        let dead = store::count_dead(writer).await?;
+        let queue = LocalQueue {
+            state: Mutex::new(State::default()),
+            changed: Notify::new(),
+            writes,
+            clock,
+            metrics,
+            owner: format!("{}-{:08x}", std::process::id(), rand::random::<u32>()),
+            dead: AtomicI64::new(dead),
+        };
+        queue.offer(unfinished);
+        Ok(queue)
+    }
+
+    /// Unfinished jobs known (queued or running).
+    pub fn len(&self) -> usize {
+        self.lock().schedule.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Manual retries (`switchboard jobs retry`) put jobs back in the table; schedule them.
+    /// `reads` is a read connection; the requests are taken through the write queue.
+    pub async fn take_requests(&self, reads: &SqlitePool) -> Result<usize, WriteError> {
+        if !store::has_requests(reads).await? {
+            return Ok(0);
+        }
+        let ids = self
+            .writes
+            .write(|conn| Box::pin(async move { store::take_requests(conn).await }))
+            .await?;
+        let jobs = store::queued_by_id(reads, &ids).await?;
+        let count = jobs.len();
+        {
+            let mut state = self.lock();
+            for job in jobs {
+                let id = job.job.id;
+                if state.schedule.contains(id) {
+                    // Waiting already (a retry after backoff): run it now, with its new budget.
+                    state.schedule.reschedule(id, job.run_at);
+                    state.jobs.insert(id, job.job);
+                } else {
+                    self.dead.fetch_sub(1, Ordering::Relaxed);
+                    insert(&mut state, job);
+                }
+            }
+            self.publish(&state);
+        }
+        self.changed.notify_waiters();
+        Ok(count)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // The state is consistent between statements; a panic elsewhere leaves it usable.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn publish(&self, state: &State) {
+        let set = |name: &str, value: i64| {
+            self.metrics
+                .jobs
+                .get_or_create(&StateLabels {
+                    state: name.to_owned(),
+                })
+                .set(value);
+        };
+        let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        set("queued", count(state.schedule.queued()));
+        set("running", count(state.schedule.running()));
+        set("dead", self.dead.load(Ordering::Relaxed));
+    }
+
+    async fn next(&self, shutdown: &CancellationToken) -> Option<ClaimedJob> {
+        loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            let next_due = {
+                let mut state = self.lock();
+                let now = self.clock.now_ms();
+                if let Some(id) = state.schedule.take_due(now) {
+                    let job = state.jobs.get_mut(&id).map(|job| {
+                        job.attempts += 1;
+                        job.clone()
+                    });
+                    self.publish(&state);
+                    drop(state);
+                    match job {
+                        Some(job) => {
+                            self.record_claim(&job, now);
+                            return Some(job);
+                        }
+                        None => {
+                            tracing::error!(job.id = id, "jobs: scheduled job without its data");
+                            continue;
+                        }
+                    }
+                }
+                state.schedule.next_due()
+            };
+            let wait = async {
+                match next_due {
+                    Some(at) => self.clock.sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = &mut changed => {}
+                () = wait => {}
+                () = shutdown.cancelled() => return None,
+            }
+        }
+    }
+
+    /// The claim is logged, not awaited: if the process dies first, the job was still queued
+    /// on disk and simply runs again.
+    fn record_claim(&self, job: &ClaimedJob, now: i64) {
+        let (id, attempt, owner) = (job.id, job.attempts, self.owner.clone());
+        let logged = self.writes.send(move |conn| {
+            Box::pin(async move { store::mark_running(conn, id, attempt, &owner, now).await })
+        });
+        if let Err(err) = logged {
+            tracing::warn!(error = %err, job.id = id, "jobs: cannot record the claim");
+        }
+    }
+
+    async fn end(&self, job: &ClaimedJob, finish: Finish) -> Result<(), WriteError> {
+        let now = self.clock.now_ms();
+        let id = job.id;
+        let retry_at = match &finish {
+            Finish::RetryAt { at, .. } => Some(*at),
+            Finish::Done | Finish::Dead { .. } => None,
+        };
+        let is_dead = matches!(finish, Finish::Dead { .. });
+        let written = self
+            .writes
+            .write(move |conn| Box::pin(async move { store::finish(conn, id, &finish, now).await }))
+            .await;
+        {
+            let mut state = self.lock();
+            match (&written, retry_at) {
+                (Ok(()), None) => {
+                    state.schedule.complete(id);
+                    state.jobs.remove(&id);
+                    if is_dead {
+                        self.dead.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                (Ok(()), Some(at)) => state.schedule.requeue(id, at),
+                // Not recorded: the row still says running. Run it again shortly; its recorded
+                // plan keeps confirmed sends from repeating.
+                (Err(_), _) => state.schedule.requeue(id, now.saturating_add(1_000)),
+            }
+            self.publish(&state);
+        }
+        self.changed.notify_waiters();
+        written
+    }
+}
+
+fn insert(state: &mut State, job: UnfinishedJob) {
+    let slot = Slot {
+        id: job.job.id,
+        ordering_key: job.ordering_key,
+        order_ts: job.order_ts,
+        order_seq: job.order_seq,
+        run_at: job.run_at,
+    };
+    if state.schedule.insert(slot) {
+        state.jobs.insert(job.job.id, job.job);
+    }
+}
+
+impl JobQueue for LocalQueue {
+    fn offer(&self, jobs: Vec<UnfinishedJob>) {
+        if jobs.is_empty() {
+            return;
+        }
+        {
+            let mut state = self.lock();
+            for job in jobs {
+                insert(&mut state, job);
+            }
+            self.publish(&state);
+        }
+        self.changed.notify_waiters();
+    }
+
+    fn take<'a>(&'a self, shutdown: &'a CancellationToken) -> BoxFuture<'a, Option<ClaimedJob>> {
+        Box::pin(self.next(shutdown))
+    }
+
+    fn finish<'a>(
+        &'a self,
+        job: &'a ClaimedJob,
+        finish: Finish,
+    ) -> BoxFuture<'a, Result<(), WriteError>> {
+        Box::pin(self.end(job, finish))
+    }
+}
