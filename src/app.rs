@@ -31,10 +31,13 @@ use crate::kapso::KapsoClient;
 use crate::metrics::Metrics;
 use crate::router::Router as Routes;
 use crate::sync::{self, SyncStatus};
+use crate::write_priority::WritePriority;
 use crate::write_queue::WriteQueue;
 
 /// Read connections for the pipeline (events, send plans, due buffers).
 const READ_CONNECTIONS: u32 = 4;
+/// How often the WAL is checkpointed (outside the writer connection).
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
 /// Most pipeline writes (claims, plans, sent marks, outcomes) committed together.
 const PIPELINE_WRITE_BATCH: usize = 512;
 
@@ -48,6 +51,7 @@ pub struct App {
     writes: WriteQueue,
     write_task: JoinHandle<()>,
     queue: Arc<LocalQueue>,
+    priority: WritePriority,
     clock: Clock,
     inbox: Inbox,
     writer: JoinHandle<()>,
@@ -76,7 +80,9 @@ impl App {
         let reads = db::open_reads(&config.storage, READ_CONNECTIONS).await?;
         let clock = Clock::System;
         let metrics = Arc::new(Metrics::new());
-        let (writes, write_task) = WriteQueue::start(pool.clone(), PIPELINE_WRITE_BATCH);
+        let priority = WritePriority::default();
+        let (writes, write_task) =
+            WriteQueue::start(pool.clone(), PIPELINE_WRITE_BATCH, priority.clone());
         let queue = LocalQueue::recover(&pool, writes.clone(), clock, metrics.clone())
             .await
             .context("loading the job queue")?;
@@ -91,7 +97,12 @@ impl App {
             ..GroupCommit::default()
         };
         let events_stored = Arc::new(Notify::new());
-        let (inbox, writer) = Inbox::start(pool.clone(), group_commit, events_stored.clone());
+        let (inbox, writer) = Inbox::start(
+            pool.clone(),
+            group_commit,
+            events_stored.clone(),
+            priority.clone(),
+        );
         let sync_client = if sync::runs_at_startup(&config) {
             let single_attempts = KapsoConfig {
                 max_retries: 0,
@@ -113,6 +124,7 @@ impl App {
             writes,
             write_task,
             queue: Arc::new(queue),
+            priority,
             clock,
             inbox,
             writer,
@@ -162,6 +174,7 @@ impl App {
             queue: self.queue.clone(),
             buffered: buffered.clone(),
             poll_interval: poll,
+            priority: self.priority.clone(),
             metrics: self.metrics.clone(),
             clock: self.clock,
         };
@@ -173,6 +186,7 @@ impl App {
             buffered,
             queue: self.queue.clone(),
             poll_interval: poll,
+            priority: self.priority.clone(),
             metrics: self.metrics.clone(),
             clock: self.clock,
         };
@@ -209,6 +223,11 @@ impl App {
         let router = self.router();
         let mut tasks = JoinSet::new();
         self.spawn_pipeline(&mut tasks, &shutdown);
+        let checkpoints = tokio::spawn(db::checkpoint_loop(
+            self.config.storage.clone(),
+            CHECKPOINT_EVERY,
+            shutdown.clone(),
+        ));
         let App {
             config,
             lock,
@@ -269,6 +288,7 @@ impl App {
         if tokio::time::timeout(grace, drained).await.is_err() {
             tracing::warn!("background work did not finish within the grace period; running jobs resume after their lease");
         }
+        let _ = checkpoints.await;
         reads.close().await;
         pool.close().await;
         drop(lock);

@@ -92,6 +92,9 @@ async fn connect(storage: &StorageConfig, create: bool) -> Result<SqlitePool, Db
         .map_err(open_err)?
         .filename(&path)
         .create_if_missing(create)
+        // The server checkpoints the WAL from its own connection (see `checkpoint_loop`), so
+        // no commit of the writer stalls while pages are copied back and fsynced.
+        .pragma("wal_autocheckpoint", if create { "0" } else { "1000" })
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(match storage.pipeline_synchronous {
             Synchronous::Off => SqliteSynchronous::Off,
@@ -175,6 +178,46 @@ pub fn lock_for_server(storage: &StorageConfig) -> Result<ServerLock, DbError> {
             source,
         }),
     }
+}
+
+/// Copies the WAL back into the database every `every`, from a connection of its own, so
+/// that the writer never does it inside a commit. `PASSIVE`: it never blocks the writer or the
+/// readers; what it cannot copy yet waits for the next round. Ends when `shutdown` fires.
+pub async fn checkpoint_loop(
+    storage: StorageConfig,
+    every: Duration,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    use sqlx::ConnectOptions;
+    let Some(path) = storage.sqlite_path() else {
+        return;
+    };
+    let options = match SqliteConnectOptions::from_str("sqlite://") {
+        Ok(options) => options
+            .filename(&path)
+            .busy_timeout(Duration::from_millis(storage.busy_timeout_ms)),
+        Err(_) => return,
+    };
+    let mut conn = match options.connect().await {
+        Ok(conn) => conn,
+        Err(err) => {
+            tracing::error!(error = %err, "checkpoints: cannot open the database; the WAL is not checkpointed");
+            return;
+        }
+    };
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            () = shutdown.cancelled() => break,
+        }
+        if let Err(err) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&mut conn)
+            .await
+        {
+            tracing::warn!(error = %err, "checkpoints: WAL checkpoint failed, will retry");
+        }
+    }
+    let _ = sqlx::Connection::close(conn).await;
 }
 
 /// True when every embedded migration has been applied successfully.

@@ -17,6 +17,7 @@ use crate::jobs::queue::JobQueue;
 use crate::jobs::{store as job_store, NewJob};
 use crate::metrics::Metrics;
 use crate::router::{RoutableEvent, Router};
+use crate::write_priority::WritePriority;
 
 const BATCH: i64 = 256;
 
@@ -33,6 +34,8 @@ pub struct Dispatcher {
     /// Woken after messages are buffered.
     pub buffered: Arc<Notify>,
     pub poll_interval: Duration,
+    /// Holds this writer back while the inbox waits for the connection.
+    pub priority: WritePriority,
     pub metrics: Arc<Metrics>,
     pub clock: Clock,
 }
@@ -66,9 +69,12 @@ impl Dispatcher {
             return Ok(0);
         }
         let now = self.clock.now_ms();
-        let mut enqueued = Vec::new();
+        let mut new_jobs = Vec::new();
         let mut buffered = 0;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = {
+            self.priority.after_urgent().await;
+            self.pool.begin_with("BEGIN IMMEDIATE").await?
+        };
         for event in &events {
             let payload = event.payload_json();
             let routable = RoutableEvent::from_stored(
@@ -92,19 +98,24 @@ impl Dispatcher {
                         buffered += 1;
                     }
                     None => {
-                        if let Some(job) =
-                            NewJob::for_events(route, std::slice::from_ref(event), now)
-                        {
-                            let id = job_store::enqueue(&mut tx, &job, now).await?;
-                            enqueued.push(job.into_unfinished(id, now));
-                        }
+                        new_jobs.extend(NewJob::for_events(
+                            route,
+                            std::slice::from_ref(event),
+                            now,
+                        ));
                     }
                 }
             }
         }
+        let job_ids = job_store::enqueue_all(&mut tx, &new_jobs, now).await?;
         let ids: Vec<i64> = events.iter().map(|e| e.id).collect();
         inbox_store::mark_routed(&mut tx, &ids, now).await?;
         tx.commit().await?;
+        let enqueued: Vec<_> = new_jobs
+            .into_iter()
+            .zip(job_ids)
+            .map(|(job, id)| job.into_unfinished(id, now))
+            .collect();
         tracing::debug!(
             events = events.len(),
             jobs = enqueued.len(),

@@ -23,6 +23,7 @@ pub mod secret;
 pub mod sync;
 pub mod telemetry;
 pub mod template;
+pub mod write_priority;
 pub mod write_queue;
 
 pub use app::{run, App};

@@ -1,8 +1,12 @@
 //! Group commit for the pipeline's writes (job claims and outcomes, send plans, sent marks): every
-//! write queued since the last commit runs in one `BEGIN IMMEDIATE` transaction, each inside its
-//! own savepoint so one failing write cannot undo its neighbours. A caller that awaits its write
-//! gets the result once the transaction has committed. This keeps the statements and commits
-//! per handled event constant, however many workers there are.
+//! write queued since the last commit runs in one `BEGIN IMMEDIATE` transaction. A caller that
+//! awaits its write gets the result once the transaction has committed. This keeps the commits
+//! per handled event a fraction of one, however many workers there are.
+//!
+//! The writes are single statements that only fail when the database does (disk full, I/O
+//! error), so a failing write fails its whole transaction: every write in it reports the error
+//! and none is applied. Each statement is a round trip to SQLite's thread, so there are no
+//! per-write savepoints.
 //!
 //! The queue knows nothing of the tables: a write is a closure over the connection, so the SQL
 //! stays with the module that owns each table.
@@ -13,6 +17,8 @@ use std::pin::Pin;
 
 use sqlx::{SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
+
+use crate::write_priority::WritePriority;
 
 /// A boxed future borrowing the connection for `'c`.
 pub type BoxFuture<'c, T> = Pin<Box<dyn Future<Output = T> + Send + 'c>>;
@@ -45,9 +51,13 @@ pub struct WriteQueue {
 
 impl WriteQueue {
     /// Starts the writer task on `pool`, committing at most `max_batch` writes together.
-    pub fn start(pool: SqlitePool, max_batch: usize) -> (WriteQueue, tokio::task::JoinHandle<()>) {
+    pub fn start(
+        pool: SqlitePool,
+        max_batch: usize,
+        priority: WritePriority,
+    ) -> (WriteQueue, tokio::task::JoinHandle<()>) {
         let (sender, receiver) = mpsc::unbounded_channel();
-        let task = tokio::spawn(run(pool, receiver, max_batch.max(1)));
+        let task = tokio::spawn(run(pool, receiver, max_batch.max(1), priority));
         (WriteQueue { sender }, task)
     }
 
@@ -107,10 +117,23 @@ impl WriteQueue {
     }
 }
 
-async fn run(pool: SqlitePool, mut receiver: mpsc::UnboundedReceiver<Op>, max_batch: usize) {
+async fn run(
+    pool: SqlitePool,
+    mut receiver: mpsc::UnboundedReceiver<Op>,
+    max_batch: usize,
+    priority: WritePriority,
+) {
     let mut batch = VecDeque::with_capacity(max_batch);
     while let Some(first) = receiver.recv().await {
         batch.push_back(first);
+        while batch.len() < max_batch {
+            match receiver.try_recv() {
+                Ok(op) => batch.push_back(op),
+                Err(_) => break,
+            }
+        }
+        priority.after_urgent().await;
+        // Writes queued while the inbox went first join this transaction.
         while batch.len() < max_batch {
             match receiver.try_recv() {
                 Ok(op) => batch.push_back(op),
@@ -148,30 +171,13 @@ async fn run_batch(
 ) -> Result<(), sqlx::Error> {
     sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
     while let Some(op) = batch.pop_front() {
-        if let Err(err) = sqlx::query("SAVEPOINT w").execute(&mut *conn).await {
-            // Nothing of this write ran; it fails with the transaction.
-            completers.push(failed(op));
-            return rollback(conn, err).await;
-        }
         let (ok, completer) = op(&mut *conn).await;
         completers.push(completer);
-        let undone = if ok {
-            Ok(())
-        } else {
-            sqlx::query("ROLLBACK TO w")
-                .execute(&mut *conn)
-                .await
-                .map(|_| ())
-        };
-        let released = match undone {
-            Ok(()) => sqlx::query("RELEASE w")
-                .execute(&mut *conn)
-                .await
-                .map(|_| ()),
-            Err(err) => Err(err),
-        };
-        if let Err(err) = released {
-            return rollback(conn, err).await;
+        if !ok {
+            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+            return Err(sqlx::Error::Protocol(
+                "a write of this transaction failed; nothing of it was applied".into(),
+            ));
         }
     }
     match sqlx::query("COMMIT").execute(&mut *conn).await {

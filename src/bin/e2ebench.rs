@@ -7,6 +7,14 @@
 //! with `{{message.text}}`, so each proxy call is matched to its delivery. Latency is measured
 //! from the delivery's *scheduled* send time to the proxy call's arrival (open loop, so a
 //! stalled pipeline shows up as latency rather than as a slower sender).
+//!
+//! Messages are spread over `--conversations` conversations; the proxy checks that each
+//! conversation's replies arrive once each and in the order they were sent, and the report
+//! gives the replies per `--window` seconds, so a pipeline that slows down shows.
+//!
+//! `--backlog N` measures draining instead: N deliveries are posted as fast as the server takes
+//! them (`--concurrency` senders, each owning its conversations so their order is defined), and
+//! the report gives how fast the replies came, window by window.
 
 use std::collections::HashMap;
 use std::process::ExitCode;
@@ -49,6 +57,20 @@ struct Args {
     /// How long to wait for the last replies after the last delivery.
     #[arg(long, default_value_t = 10, value_name = "SECS")]
     drain: u64,
+    /// Conversations the messages are spread over (round robin).
+    #[arg(long, default_value_t = 997)]
+    conversations: usize,
+    /// Replies per window are reported for windows of this many seconds.
+    #[arg(long, default_value_t = 5.0, value_name = "SECS")]
+    window: f64,
+    /// Post this many deliveries as fast as the server takes them, then time the drain
+    /// (instead of the open loop at --rate).
+    #[arg(long)]
+    backlog: Option<usize>,
+    /// Concurrent senders in --backlog mode.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// JSON output.
     #[arg(long)]
     json: bool,
 }
@@ -61,9 +83,32 @@ struct Tracker {
     replies: AtomicU64,
     unmatched: AtomicU64,
     headers_ok: AtomicU64,
+    /// Replies for a token that had already arrived.
+    duplicates: AtomicU64,
+    /// Replies that arrived after a later message of the same conversation.
+    out_of_order: AtomicU64,
+    /// The highest token arrived per conversation (+1; 0 = none yet).
+    last_per_conversation: Vec<AtomicU64>,
+    /// When each delivery was answered (ns since `origin`).
+    acked_ns: Vec<AtomicU64>,
 }
 
 impl Tracker {
+    fn new(total: usize, conversations: usize) -> Tracker {
+        Tracker {
+            origin: Instant::now(),
+            scheduled_ns: (0..total).map(|_| AtomicU64::new(0)).collect(),
+            arrived_ns: (0..total).map(|_| AtomicU64::new(0)).collect(),
+            replies: AtomicU64::new(0),
+            unmatched: AtomicU64::new(0),
+            headers_ok: AtomicU64::new(0),
+            duplicates: AtomicU64::new(0),
+            out_of_order: AtomicU64::new(0),
+            last_per_conversation: (0..conversations).map(|_| AtomicU64::new(0)).collect(),
+            acked_ns: (0..total).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
     fn elapsed_ns(&self) -> u64 {
         u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
@@ -104,9 +149,20 @@ async fn fake_proxy(
         .as_str()
         .and_then(|t| t.rsplit('#').next())
         .and_then(|n| n.parse::<usize>().ok());
-    match token.and_then(|i| tracker.arrived_ns.get(i)) {
-        Some(slot) => {
-            let _ = slot.compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
+    match token.and_then(|i| Some((i, tracker.arrived_ns.get(i)?))) {
+        Some((seq, slot)) => {
+            if slot
+                .compare_exchange(0, now.max(1), Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+            {
+                tracker.duplicates.fetch_add(1, Ordering::Relaxed);
+            }
+            let conversations = tracker.last_per_conversation.len();
+            let last = &tracker.last_per_conversation[seq % conversations];
+            let mark = seq as u64 + 1;
+            if last.fetch_max(mark, Ordering::Relaxed) > mark {
+                tracker.out_of_order.fetch_add(1, Ordering::Relaxed);
+            }
         }
         None => {
             tracker.unmatched.fetch_add(1, Ordering::Relaxed);
@@ -119,17 +175,18 @@ async fn fake_proxy(
     }))
 }
 
-fn delivery(run: u64, seq: usize, secret: &[u8]) -> (Vec<u8>, String) {
+fn delivery(run: u64, seq: usize, conversations: usize, secret: &[u8]) -> (Vec<u8>, String) {
+    let conversation = seq % conversations;
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
         .as_secs();
     let body = json!({
         "message": { "id": format!("wamid.E2E{run:X}.{seq}"), "timestamp": now.to_string(), "type": "text",
-                     "from": format!("1555{:07}", seq % 997), "text": { "body": format!("e2e #{seq}") },
+                     "from": format!("1555{conversation:07}"), "text": { "body": format!("e2e #{seq}") },
                      "kapso": { "direction": "inbound", "status": "received", "processing_status": "pending",
                                 "origin": "cloud_api", "has_media": false } },
-        "conversation": { "id": format!("conv-{run:X}-{}", seq % 997), "status": "active",
+        "conversation": { "id": format!("conv-{run:X}-{conversation}"), "status": "active",
                           "phone_number_id": PHONE_NUMBER_ID },
         "is_new_conversation": false,
         "phone_number_id": PHONE_NUMBER_ID
@@ -144,16 +201,20 @@ async fn run(args: Args) -> Result<ExitCode> {
     if args.rate == 0 {
         bail!("--rate must be above 0");
     }
-    let total = (args.rate as f64 * (args.warmup + args.duration)).ceil() as usize;
-    let warmup_count = (args.rate as f64 * args.warmup).ceil() as usize;
-    let tracker = Arc::new(Tracker {
-        origin: Instant::now(),
-        scheduled_ns: (0..total).map(|_| AtomicU64::new(0)).collect(),
-        arrived_ns: (0..total).map(|_| AtomicU64::new(0)).collect(),
-        replies: AtomicU64::new(0),
-        unmatched: AtomicU64::new(0),
-        headers_ok: AtomicU64::new(0),
-    });
+    if args.conversations == 0 || args.concurrency == 0 {
+        bail!("--conversations and --concurrency must be above 0");
+    }
+    if args.window <= 0.0 {
+        bail!("--window must be above 0");
+    }
+    let (total, warmup_count) = match args.backlog {
+        Some(n) => (n, 0),
+        None => (
+            (args.rate as f64 * (args.warmup + args.duration)).ceil() as usize,
+            (args.rate as f64 * args.warmup).ceil() as usize,
+        ),
+    };
+    let tracker = Arc::new(Tracker::new(total, args.conversations));
     let listener = tokio::net::TcpListener::bind(&args.proxy_listen)
         .await
         .with_context(|| format!("cannot listen on --proxy-listen {}", args.proxy_listen))?;
@@ -171,38 +232,19 @@ async fn run(args: Args) -> Result<ExitCode> {
         .tcp_nodelay(true)
         .timeout(Duration::from_secs(10))
         .build()?;
-    let run_id: u64 = rand::random();
-    let statuses: Arc<Mutex<HashMap<u16, u64>>> = Arc::default();
-    let period_ns = 1e9 / args.rate as f64;
-    let mut inflight = tokio::task::JoinSet::new();
-    for seq in 0..total {
-        let at = tracker.origin + Duration::from_nanos((seq as f64 * period_ns) as u64);
-        tokio::time::sleep_until(at.into()).await;
-        let scheduled = u64::try_from((at - tracker.origin).as_nanos()).unwrap_or(u64::MAX);
-        tracker.scheduled_ns[seq].store(scheduled, Ordering::Relaxed);
-        let (body, signature) = delivery(run_id, seq, args.secret.as_bytes());
-        let request = client
-            .post(&args.url)
-            .header("content-type", "application/json")
-            .header("x-webhook-event", "whatsapp.message.received")
-            .header("x-webhook-payload-version", "v2")
-            .header("x-idempotency-key", format!("{run_id:x}-{seq}"))
-            .header("x-webhook-signature", signature)
-            .body(body);
-        let statuses = statuses.clone();
-        inflight.spawn(async move {
-            let status = request
-                .send()
-                .await
-                .map(|r| r.status().as_u16())
-                .unwrap_or(0);
-            if let Ok(mut map) = statuses.lock() {
-                *map.entry(status).or_default() += 1;
-            }
-        });
-        while inflight.try_join_next().is_some() {}
-    }
-    while inflight.join_next().await.is_some() {}
+    let sender = Arc::new(Sender {
+        client,
+        url: args.url.clone(),
+        secret: args.secret.clone(),
+        run_id: rand::random(),
+        conversations: args.conversations,
+        statuses: Arc::default(),
+        tracker: tracker.clone(),
+    });
+    let posted = match args.backlog {
+        Some(_) => post_backlog(sender.clone(), total, args.concurrency).await,
+        None => post_at_rate(sender.clone(), total, args.rate).await,
+    };
 
     // Wait for the last replies: poll the counter (this is a benchmark's drain, not a test).
     let deadline = Instant::now() + Duration::from_secs(args.drain);
@@ -219,6 +261,7 @@ async fn run(args: Args) -> Result<ExitCode> {
     proxy_task.abort();
 
     let mut latencies_us: Vec<u64> = Vec::new();
+    let mut arrivals_ns: Vec<u64> = Vec::new();
     let mut missing = 0u64;
     for seq in warmup_count..total {
         let arrived = tracker.arrived_ns[seq].load(Ordering::Relaxed);
@@ -227,9 +270,25 @@ async fn run(args: Args) -> Result<ExitCode> {
         } else {
             let scheduled = tracker.scheduled_ns[seq].load(Ordering::Relaxed);
             latencies_us.push(arrived.saturating_sub(scheduled) / 1000);
+            arrivals_ns.push(arrived);
         }
     }
     latencies_us.sort_unstable();
+    arrivals_ns.sort_unstable();
+    let mut acks_us: Vec<u64> = (warmup_count..total)
+        .map(|seq| {
+            let acked = tracker.acked_ns[seq].load(Ordering::Relaxed);
+            acked.saturating_sub(tracker.scheduled_ns[seq].load(Ordering::Relaxed)) / 1000
+        })
+        .collect();
+    acks_us.sort_unstable();
+    let ack_pct = |p: f64| -> f64 {
+        if acks_us.is_empty() {
+            return f64::NAN;
+        }
+        let i = ((p / 100.0) * (acks_us.len() - 1) as f64).round() as usize;
+        acks_us[i.min(acks_us.len() - 1)] as f64 / 1000.0
+    };
     let pct = |p: f64| -> f64 {
         if latencies_us.is_empty() {
             return f64::NAN;
@@ -237,38 +296,173 @@ async fn run(args: Args) -> Result<ExitCode> {
         let i = ((p / 100.0) * (latencies_us.len() - 1) as f64).round() as usize;
         latencies_us[i.min(latencies_us.len() - 1)] as f64 / 1000.0
     };
-    let statuses = statuses.lock().map(|m| m.clone()).unwrap_or_default();
+    // Replies per window, counted from the first measured delivery's scheduled time.
+    let start_ns =
+        tracker.scheduled_ns[warmup_count.min(total.saturating_sub(1))].load(Ordering::Relaxed);
+    let window_ns = (args.window * 1e9) as u64;
+    let mut windows: Vec<u64> = Vec::new();
+    for arrived in &arrivals_ns {
+        let index = (arrived.saturating_sub(start_ns) / window_ns.max(1)) as usize;
+        if windows.len() <= index {
+            windows.resize(index + 1, 0);
+        }
+        windows[index] += 1;
+    }
+    let window_rates: Vec<f64> = windows.iter().map(|n| *n as f64 / args.window).collect();
+    let span_s = arrivals_ns
+        .last()
+        .map_or(0.0, |last| last.saturating_sub(start_ns) as f64 / 1e9);
+    let replies_per_s = if span_s > 0.0 {
+        arrivals_ns.len() as f64 / span_s
+    } else {
+        0.0
+    };
+    let statuses = sender
+        .statuses
+        .lock()
+        .map(|m| m.clone())
+        .unwrap_or_default();
     let measured = total - warmup_count;
+    let duplicates = tracker.duplicates.load(Ordering::Relaxed);
+    let out_of_order = tracker.out_of_order.load(Ordering::Relaxed);
     let report = json!({
+        "mode": if args.backlog.is_some() { "backlog" } else { "rate" },
         "rate": args.rate,
         "measured_deliveries": measured,
+        "post_seconds": posted.as_secs_f64(),
+        "conversations": args.conversations,
         "replies_matched": latencies_us.len(),
         "replies_missing": missing,
+        "replies_duplicate": duplicates,
+        "replies_out_of_order": out_of_order,
         "replies_unmatched": tracker.unmatched.load(Ordering::Relaxed),
+        "replies_per_second": replies_per_s,
+        "window_seconds": args.window,
+        "replies_per_second_by_window": window_rates,
         "proxy_calls_with_api_key": tracker.headers_ok.load(Ordering::Relaxed),
         "delivery_statuses": statuses,
         "e2e_latency_ms": { "p50": pct(50.0), "p90": pct(90.0), "p99": pct(99.0), "p99.9": pct(99.9), "max": pct(100.0) },
+        "ack_latency_ms": { "p50": ack_pct(50.0), "p99": ack_pct(99.0), "max": ack_pct(100.0) },
     });
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
+        match args.backlog {
+            Some(n) => println!(
+                "  deliveries  {n} posted as fast as accepted ({} senders) in {:.1} s",
+                args.concurrency,
+                posted.as_secs_f64()
+            ),
+            None => println!(
+                "  deliveries  {measured} at {} /s (after {:.0} s warm-up)",
+                args.rate, args.warmup
+            ),
+        }
         println!(
-            "  deliveries  {measured} at {} /s (after {:.0} s warm-up)",
-            args.rate, args.warmup
+            "  replies     {} matched, {missing} missing, {duplicates} duplicate, {out_of_order} out of conversation order ({} conversations)",
+            latencies_us.len(),
+            args.conversations
         );
+        println!("  rate        {replies_per_s:.0} replies/s over {span_s:.1} s");
+        let rates: Vec<String> = window_rates.iter().map(|r| format!("{r:.0}")).collect();
         println!(
-            "  replies     {} matched, {missing} missing",
-            latencies_us.len()
+            "  windows     replies/s per {:.0} s: {}",
+            args.window,
+            rates.join(" ")
         );
         println!("  statuses    {statuses:?}");
         println!(
             "  e2e ms      p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2} (scheduled delivery -> proxy call)",
             pct(50.0), pct(90.0), pct(99.0), pct(99.9), pct(100.0)
         );
+        println!(
+            "  ack ms      p50 {:.2}  p99 {:.2}  max {:.2} (scheduled delivery -> switchboard's answer)",
+            ack_pct(50.0),
+            ack_pct(99.0),
+            ack_pct(100.0)
+        );
     }
-    if missing > 0 || latencies_us.is_empty() {
-        eprintln!("e2ebench: FAIL: {missing} replies never reached the proxy");
+    if missing > 0 || latencies_us.is_empty() || duplicates > 0 || out_of_order > 0 {
+        eprintln!(
+            "e2ebench: FAIL: {missing} replies never reached the proxy, {duplicates} duplicates, {out_of_order} out of order"
+        );
         return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What every posted delivery needs.
+struct Sender {
+    client: reqwest::Client,
+    url: String,
+    secret: String,
+    run_id: u64,
+    conversations: usize,
+    statuses: Arc<Mutex<HashMap<u16, u64>>>,
+    tracker: Arc<Tracker>,
+}
+
+impl Sender {
+    /// Posts delivery `seq` and counts its status.
+    async fn post(&self, seq: usize) {
+        let (body, signature) =
+            delivery(self.run_id, seq, self.conversations, self.secret.as_bytes());
+        let status = self
+            .client
+            .post(&self.url)
+            .header("content-type", "application/json")
+            .header("x-webhook-event", "whatsapp.message.received")
+            .header("x-webhook-payload-version", "v2")
+            .header("x-idempotency-key", format!("{:x}-{seq}", self.run_id))
+            .header("x-webhook-signature", signature)
+            .body(body)
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0);
+        self.tracker.acked_ns[seq].store(self.tracker.elapsed_ns(), Ordering::Relaxed);
+        if let Ok(mut map) = self.statuses.lock() {
+            *map.entry(status).or_default() += 1;
+        }
+    }
+}
+
+/// Open loop: delivery `seq` is posted at `seq / rate` s, whatever the server is doing.
+async fn post_at_rate(sender: Arc<Sender>, total: usize, rate: u64) -> Duration {
+    let started = Instant::now();
+    let period_ns = 1e9 / rate as f64;
+    let tracker = sender.tracker.clone();
+    let mut inflight = tokio::task::JoinSet::new();
+    for seq in 0..total {
+        let at = tracker.origin + Duration::from_nanos((seq as f64 * period_ns) as u64);
+        tokio::time::sleep_until(at.into()).await;
+        let scheduled = u64::try_from((at - tracker.origin).as_nanos()).unwrap_or(u64::MAX);
+        tracker.scheduled_ns[seq].store(scheduled, Ordering::Relaxed);
+        let sender = sender.clone();
+        inflight.spawn(async move { sender.post(seq).await });
+        while inflight.try_join_next().is_some() {}
+    }
+    while inflight.join_next().await.is_some() {}
+    started.elapsed()
+}
+
+/// Closed loop: `concurrency` senders post as fast as the server answers. Each sender owns the
+/// conversations `c` with `c % concurrency == index` and posts their messages in order, so
+/// every conversation's order is defined.
+async fn post_backlog(sender: Arc<Sender>, total: usize, concurrency: usize) -> Duration {
+    let started = Instant::now();
+    let mut senders = tokio::task::JoinSet::new();
+    for index in 0..concurrency {
+        let sender = sender.clone();
+        senders.spawn(async move {
+            for seq in (0..total).filter(|s| (s % sender.conversations) % concurrency == index) {
+                let tracker = &sender.tracker;
+                let now = u64::try_from(tracker.origin.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                tracker.scheduled_ns[seq].store(now, Ordering::Relaxed);
+                sender.post(seq).await;
+            }
+        });
+    }
+    while senders.join_next().await.is_some() {}
+    started.elapsed()
 }

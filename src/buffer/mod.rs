@@ -18,6 +18,7 @@ use crate::jobs::queue::JobQueue;
 use crate::jobs::{event_time_ms, store as job_store, NewJob};
 use crate::metrics::Metrics;
 use crate::router::Router;
+use crate::write_priority::WritePriority;
 
 /// Most batches flushed in one transaction.
 const FLUSH_BATCH: i64 = 256;
@@ -33,6 +34,8 @@ pub struct Flusher {
     /// Where the flushed batches' jobs are scheduled once committed.
     pub queue: Arc<dyn JobQueue>,
     pub poll_interval: Duration,
+    /// Holds this writer back while the inbox waits for the connection.
+    pub priority: WritePriority,
     pub metrics: Arc<Metrics>,
     pub clock: Clock,
 }
@@ -73,9 +76,12 @@ impl Flusher {
             if due.is_empty() {
                 return Ok(());
             }
-            let mut jobs = Vec::with_capacity(due.len());
+            let mut new_jobs = Vec::with_capacity(due.len());
             let mut messages = 0;
-            let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+            let mut tx = {
+                self.priority.after_urgent().await;
+                self.pool.begin_with("BEGIN IMMEDIATE").await?
+            };
             for (route_name, conversation) in &due {
                 let ids = store::take(&mut tx, route_name, conversation).await?;
                 messages += ids.len();
@@ -83,10 +89,7 @@ impl Flusher {
                 events.sort_by_key(|e| (event_time_ms(e), e.id));
                 match self.router.get(route_name) {
                     Some(route) => {
-                        if let Some(job) = NewJob::for_events(route, &events, now) {
-                            let id = job_store::enqueue(&mut tx, &job, now).await?;
-                            jobs.push(job.into_unfinished(id, now));
-                        }
+                        new_jobs.extend(NewJob::for_events(route, &events, now));
                     }
                     None => tracing::warn!(
                         route = %route_name,
@@ -95,7 +98,13 @@ impl Flusher {
                     ),
                 }
             }
+            let ids = job_store::enqueue_all(&mut tx, &new_jobs, now).await?;
             tx.commit().await?;
+            let jobs: Vec<_> = new_jobs
+                .into_iter()
+                .zip(ids)
+                .map(|(job, id)| job.into_unfinished(id, now))
+                .collect();
             self.metrics
                 .buffered_messages
                 .dec_by(i64::try_from(messages).unwrap_or(i64::MAX));

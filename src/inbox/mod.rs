@@ -88,9 +88,10 @@ impl Inbox {
         pool: sqlx::SqlitePool,
         group_commit: GroupCommit,
         committed: Arc<Notify>,
+        priority: crate::write_priority::WritePriority,
     ) -> (Inbox, JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(group_commit.queue_capacity);
-        let handle = tokio::spawn(writer::run(pool, rx, group_commit, committed));
+        let handle = tokio::spawn(writer::run(pool, rx, group_commit, committed, priority));
         (Inbox { requests: tx }, handle)
     }
 

@@ -11,6 +11,7 @@ use tokio::sync::{mpsc, Notify};
 use super::{store, DeliveryOutcome, InboxError, NewDelivery, WriteRequest};
 use crate::config::Synchronous;
 use crate::event::Event;
+use crate::write_priority::WritePriority;
 
 /// Group-commit tuning.
 #[derive(Debug, Clone, Copy)]
@@ -41,6 +42,7 @@ pub(super) async fn run(
     mut requests: mpsc::Receiver<WriteRequest>,
     config: GroupCommit,
     committed: Arc<Notify>,
+    priority: WritePriority,
 ) {
     let mut group = Vec::with_capacity(config.max_batch);
     while let Some(first) = requests.recv().await {
@@ -51,7 +53,7 @@ pub(super) async fn run(
                 Err(_) => break,
             }
         }
-        if write_group(&pool, &mut group, &config).await > 0 {
+        if write_group(&pool, &mut group, &config, &priority).await > 0 {
             committed.notify_one();
         }
     }
@@ -63,8 +65,12 @@ async fn write_group(
     pool: &SqlitePool,
     group: &mut Vec<WriteRequest>,
     config: &GroupCommit,
+    priority: &WritePriority,
 ) -> usize {
-    let mut conn = match pool.acquire().await {
+    let urgent = priority.urgent();
+    let acquired = pool.acquire().await;
+    drop(urgent);
+    let mut conn = match acquired {
         Ok(conn) => conn,
         Err(err) => {
             tracing::error!(error = %err, "inbox: cannot get a database connection");

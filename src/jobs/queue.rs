@@ -36,8 +36,7 @@ pub trait JobQueue: Send + Sync {
     /// run). `None` once `shutdown` is cancelled.
     fn take<'a>(&'a self, shutdown: &'a CancellationToken) -> BoxFuture<'a, Option<ClaimedJob>>;
 
-    /// Records how a taken job's attempt ended; returns once that is durable. The next job of
-    /// its conversation may then run.
+    /// Records how a taken job's attempt ended. The next job of its conversation may then run.
     fn finish<'a>(
         &'a self,
         job: &'a ClaimedJob,
@@ -210,7 +209,11 @@ impl LocalQueue {
         }
     }
 
-    async fn end(&self, job: &ClaimedJob, finish: Finish) -> Result<(), WriteError> {
+    /// The outcome is logged, not awaited: the next job of the conversation may run at once.
+    /// If the process dies before the outcome commits, the job runs again after the restart,
+    /// and its recorded plan keeps confirmed sends from repeating (only a send whose
+    /// confirmation was not yet written can go out twice).
+    fn end(&self, job: &ClaimedJob, finish: Finish) -> Result<(), WriteError> {
         let now = self.clock.now_ms();
         let id = job.id;
         let retry_at = match &finish {
@@ -218,29 +221,25 @@ impl LocalQueue {
             Finish::Done | Finish::Dead { .. } => None,
         };
         let is_dead = matches!(finish, Finish::Dead { .. });
-        let written = self
+        let logged = self
             .writes
-            .write(move |conn| Box::pin(async move { store::finish(conn, id, &finish, now).await }))
-            .await;
+            .send(move |conn| Box::pin(async move { store::finish(conn, id, &finish, now).await }));
         {
             let mut state = self.lock();
-            match (&written, retry_at) {
-                (Ok(()), None) => {
+            match retry_at {
+                None => {
                     state.schedule.complete(id);
                     state.jobs.remove(&id);
                     if is_dead {
                         self.dead.fetch_add(1, Ordering::Relaxed);
                     }
                 }
-                (Ok(()), Some(at)) => state.schedule.requeue(id, at),
-                // Not recorded: the row still says running. Run it again shortly; its recorded
-                // plan keeps confirmed sends from repeating.
-                (Err(_), _) => state.schedule.requeue(id, now.saturating_add(1_000)),
+                Some(at) => state.schedule.requeue(id, at),
             }
             self.publish(&state);
         }
         self.changed.notify_waiters();
-        written
+        logged
     }
 }
 
@@ -281,6 +280,6 @@ impl JobQueue for LocalQueue {
         job: &'a ClaimedJob,
         finish: Finish,
     ) -> BoxFuture<'a, Result<(), WriteError>> {
-        Box::pin(self.end(job, finish))
+        Box::pin(std::future::ready(self.end(job, finish)))
     }
 }

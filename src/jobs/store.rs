@@ -59,33 +59,50 @@ pub struct JobRow {
     pub finished_at: Option<i64>,
 }
 
-pub async fn enqueue(
+/// Rows per multi-row INSERT (14 variables each, well under SQLite's limit).
+const INSERT_CHUNK: usize = 500;
+
+/// Inserts `jobs` with consecutive ids in a few multi-row statements and returns the ids, in
+/// order. Runs inside the caller's `BEGIN IMMEDIATE` transaction, which holds the write lock
+/// from the id lookup to the insert, so the numbering cannot collide.
+pub async fn enqueue_all(
     conn: &mut SqliteConnection,
-    job: &NewJob,
+    jobs: &[NewJob],
     now: i64,
-) -> Result<i64, sqlx::Error> {
-    let event_ids = serde_json::to_string(&job.event_ids).unwrap_or_else(|_| "[]".to_owned());
-    sqlx::query_scalar(
-        "INSERT INTO jobs (route, handler, webhook, event_type, conversation, ordering_key,
-                           order_ts, order_seq, event_ids, max_attempts, run_at, created_at, updated_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-         RETURNING id",
-    )
-    .bind(&job.route)
-    .bind(&job.handler)
-    .bind(&job.webhook)
-    .bind(&job.event_type)
-    .bind(&job.conversation)
-    .bind(&job.ordering_key)
-    .bind(job.order_ts)
-    .bind(job.order_seq)
-    .bind(event_ids)
-    .bind(i64::from(job.max_attempts))
-    .bind(job.run_at)
-    .bind(now)
-    .bind(now)
-    .fetch_one(conn)
-    .await
+) -> Result<Vec<i64>, sqlx::Error> {
+    if jobs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let last: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM jobs")
+        .fetch_one(&mut *conn)
+        .await?;
+    let ids: Vec<i64> = (1..).map(|n: i64| last + n).take(jobs.len()).collect();
+    for (chunk, chunk_ids) in jobs.chunks(INSERT_CHUNK).zip(ids.chunks(INSERT_CHUNK)) {
+        let mut query: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "INSERT INTO jobs (id, route, handler, webhook, event_type, conversation, ordering_key,
+                               order_ts, order_seq, event_ids, max_attempts, run_at, created_at, updated_at) ",
+        );
+        query.push_values(chunk.iter().zip(chunk_ids), |mut row, (job, id)| {
+            let event_ids =
+                serde_json::to_string(&job.event_ids).unwrap_or_else(|_| "[]".to_owned());
+            row.push_bind(*id)
+                .push_bind(job.route.clone())
+                .push_bind(job.handler.clone())
+                .push_bind(job.webhook.clone())
+                .push_bind(job.event_type.clone())
+                .push_bind(job.conversation.clone())
+                .push_bind(job.ordering_key.clone())
+                .push_bind(job.order_ts)
+                .push_bind(job.order_seq)
+                .push_bind(event_ids)
+                .push_bind(i64::from(job.max_attempts))
+                .push_bind(job.run_at)
+                .push_bind(now)
+                .push_bind(now);
+        });
+        query.build().execute(&mut *conn).await?;
+    }
+    Ok(ids)
 }
 
 /// Columns of a job the workers need, as [`ClaimedJob`] reads them.
