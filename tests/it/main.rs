@@ -10,6 +10,7 @@ mod ingest;
 mod kapso;
 mod payloads;
 mod pipeline;
+mod storage;
 mod sync;
 mod test_app;
 mod user_service;
