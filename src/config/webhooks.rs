@@ -9,7 +9,7 @@ use serde::Deserialize;
 use super::{sync, Config, ConfigError};
 use crate::secret::Secret;
 
-use crate::event::{is_subscribable_event, OTHER_PROJECT_EVENTS};
+use crate::event::{did_you_mean, is_subscribable_event, OTHER_PROJECT_EVENTS};
 pub use crate::event::{NUMBER_EVENTS, PROJECT_EVENTS};
 
 /// One `[[webhooks]]` entry: served at `POST /webhooks/{name}`, and (with `server.public_url`)
@@ -252,12 +252,13 @@ fn check_remote_settings(
             let mut known: Vec<&str> = NUMBER_EVENTS.to_vec();
             known.extend(PROJECT_EVENTS);
             known.extend(OTHER_PROJECT_EVENTS);
+            let fix = match did_you_mean(event, known.iter().copied()) {
+                Some(near) => format!("did you mean `{near}`?"),
+                None => format!("use one of: {}", known.join(", ")),
+            };
             return Err((
                 event_key,
-                format!(
-                    "`{event}` is not a Kapso event type; use one of: {}",
-                    known.join(", ")
-                ),
+                format!("`{event}` is not a Kapso event type a webhook can subscribe to; {fix}"),
             ));
         }
         if !seen.insert(event.as_str()) {
