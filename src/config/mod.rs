@@ -11,6 +11,8 @@ use expand::{expand_env, line_hint};
 
 mod expand;
 pub mod pipeline;
+#[cfg(test)]
+mod secret_errors;
 pub mod sync;
 pub mod webhooks;
 

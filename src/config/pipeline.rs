@@ -166,7 +166,8 @@ pub enum HandlerConfig {
         timeout_ms: u64,
         /// Signs the body in `X-Switchboard-Signature` (hex HMAC-SHA256).
         secret: Option<Secret>,
-        #[serde(default)]
+        /// Values may be credentials (`Authorization`): never echoed in errors.
+        #[serde(default, deserialize_with = "crate::secret::header_table")]
         headers: BTreeMap<String, String>,
     },
     /// Write the event to the log.

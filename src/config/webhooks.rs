@@ -20,7 +20,8 @@ pub struct WebhookConfig {
     /// Served at `POST /webhooks/{name}`.
     pub name: String,
     /// Signing secrets; a delivery signed with any of them is accepted (rotation). The first
-    /// is the one registered with Kapso.
+    /// is the one registered with Kapso. A single string is taken as a list of one.
+    #[serde(deserialize_with = "crate::secret::one_or_many")]
     pub secrets: Vec<Secret>,
     /// Meta's phone number id; omitted for a project-scoped webhook.
     #[serde(default)]
@@ -36,8 +37,8 @@ pub struct WebhookConfig {
     /// Kapso-side batching of events before delivery; unset means off.
     #[serde(default)]
     pub kapso_buffer: Option<KapsoBufferConfig>,
-    /// Extra headers Kapso adds to each delivery.
-    #[serde(default)]
+    /// Extra headers Kapso adds to each delivery (values may be credentials: never echoed).
+    #[serde(default, deserialize_with = "crate::secret::header_table")]
     pub headers: BTreeMap<String, String>,
     /// false registers the webhook paused.
     #[serde(default = "yes")]
