@@ -51,7 +51,10 @@ fn check_names_the_file_key_and_missing_variable() {
     assert!(!output.status.success());
     let err = stderr(&output);
     assert!(err.contains("config/example.toml"), "{err}");
-    assert!(err.contains("webhooks[0].secrets[0]"), "{err}");
+    assert!(
+        err.contains("webhooks[0] (name = \"support\").secrets[0]"),
+        "{err}"
+    );
     assert!(err.contains("SUPPORT_WEBHOOK_SECRET"), "{err}");
 }
 
@@ -64,7 +67,7 @@ fn check_rejects_unknown_keys_with_the_key_path() {
     assert!(!output.status.success());
     let err = stderr(&output);
     assert!(err.contains("bad.toml"), "{err}");
-    assert!(err.contains("webhooks[0]"), "{err}");
+    assert!(err.contains("webhooks[0] (name = \"a\")"), "{err}");
     assert!(err.contains("unknown field `secret`"), "{err}");
 }
 
