@@ -11,6 +11,7 @@ use expand::{expand_env, line_hint};
 
 mod expand;
 pub mod pipeline;
+mod storage_only;
 pub mod sync;
 pub mod webhooks;
 
