@@ -4,6 +4,7 @@
 
 mod admin;
 mod cli;
+mod cli_help;
 mod cli_simulate;
 mod demo;
 mod docker;
