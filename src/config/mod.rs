@@ -13,6 +13,7 @@ mod expand;
 pub mod pipeline;
 #[cfg(test)]
 mod secret_errors;
+mod storage_only;
 pub mod sync;
 pub mod webhooks;
 

@@ -5,6 +5,8 @@
 mod admin;
 mod check;
 mod cli;
+mod cli_help;
+mod cli_simulate;
 mod demo;
 mod docker;
 mod ingest;
