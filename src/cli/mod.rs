@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, EMBEDDED_DEFAULT_NAME};
 
+mod backup;
 mod demo;
 mod events;
 mod healthcheck;
@@ -92,6 +93,8 @@ pub enum Command {
     Demo(demo::DemoArgs),
     /// Exit 0 when the server answers /healthz (for container health checks).
     Healthcheck(healthcheck::HealthcheckArgs),
+    /// Write a consistent copy of the database to a new file, safe while the server runs.
+    Backup(backup::BackupArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -210,6 +213,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Demo(args) => demo::demo(args).await,
         Command::Healthcheck(args) => healthcheck::healthcheck(args).await,
+        Command::Backup(args) => backup::backup(args).await,
     }
 }
 
