@@ -13,6 +13,7 @@ mod ingest;
 mod kapso;
 mod payloads;
 mod pipeline;
+mod readme;
 mod storage;
 mod sync;
 mod test_app;
