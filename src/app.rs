@@ -75,8 +75,9 @@ impl App {
             }
             None => None,
         };
-        let lock = db::lock_for_server(&config.storage)?;
+        // Opening first: it creates the directory and explains an unwritable one.
         let pool = db::open_for_server(&config.storage).await?;
+        let lock = db::lock_for_server(&config.storage)?;
         let reads = db::open_reads(&config.storage, READ_CONNECTIONS).await?;
         let clock = Clock::System;
         let metrics = Arc::new(Metrics::new());

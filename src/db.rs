@@ -1,6 +1,7 @@
 //! The SQLite pool (WAL, durable commits, busy timeout, foreign keys) and the migrations in
 //! `migrations/`, embedded in the binary.
 
+use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -10,28 +11,37 @@ use sqlx::SqlitePool;
 
 use crate::config::{StorageConfig, Synchronous};
 
+mod access;
+
+pub use access::AccessDenied;
+
 /// The schema, compiled in from `migrations/`.
 pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
+/// Errors of opening the database. The underlying error is the `source`, not repeated in the
+/// message: `main` prints the whole chain (`{:#}`), so each cause reaches the user once.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
     #[error("storage.url `{0}` is not a SQLite URL")]
     NotSqlite(String),
-    #[error("cannot create the database directory {path}: {source}")]
+    #[error("cannot create the database directory {path}")]
     CreateDir {
         path: String,
         #[source]
         source: std::io::Error,
     },
+    /// The database directory (or file) is not writable by this process: says by whom it must be.
+    #[error(transparent)]
+    AccessDenied(Box<AccessDenied>),
     #[error("no database at {0}: start `switchboard serve` with this config first")]
     Missing(String),
-    #[error("cannot open the database {path}: {source}")]
+    #[error("cannot open the database {path}")]
     Open {
         path: String,
         #[source]
         source: sqlx::Error,
     },
-    #[error("cannot lock {path}: {source}")]
+    #[error("cannot lock {path}")]
     Lock {
         path: String,
         #[source]
@@ -39,7 +49,7 @@ pub enum DbError {
     },
     #[error("another `switchboard serve` is using this database (it holds {0}); stop it first, or give this server its own storage.url")]
     InUse(String),
-    #[error("cannot apply migrations to {path}: {source}")]
+    #[error("cannot apply migrations to {path}")]
     Migrate {
         path: String,
         #[source]
@@ -52,13 +62,23 @@ pub async fn open_for_server(storage: &StorageConfig) -> Result<SqlitePool, DbEr
     let path = storage
         .sqlite_path()
         .ok_or_else(|| DbError::NotSqlite(storage.url.clone()))?;
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|source| DbError::CreateDir {
-            path: dir.display().to_string(),
-            source,
-        })?;
-    }
-    let pool = connect(storage, true).await?;
+    let dir = database_dir(&path);
+    std::fs::create_dir_all(dir).map_err(|source| {
+        if access::is_permission_error(&source) {
+            denied(access::Step::CreateDir, dir, source.to_string())
+        } else {
+            DbError::CreateDir {
+                path: dir.display().to_string(),
+                source,
+            }
+        }
+    })?;
+    let pool = connect(storage, true).await.map_err(|err| match err {
+        DbError::Open { source, .. } if access::is_sqlite_access_error(&source) => {
+            denied(access::Step::Open, dir, source.to_string())
+        }
+        other => other,
+    })?;
     MIGRATOR
         .run(&pool)
         .await
@@ -67,6 +87,17 @@ pub async fn open_for_server(storage: &StorageConfig) -> Result<SqlitePool, DbEr
             source,
         })?;
     Ok(pool)
+}
+
+/// The directory of the database file (`.` for a bare file name).
+fn database_dir(path: &Path) -> &Path {
+    path.parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
+fn denied(step: access::Step, dir: &Path, cause: String) -> DbError {
+    DbError::AccessDenied(Box::new(AccessDenied::new(step, dir, cause)))
 }
 
 /// Opens an existing database for the command line; never creates one.

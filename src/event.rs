@@ -47,6 +47,78 @@ pub fn is_known_event_type(event_type: &str) -> bool {
     is_subscribable_event(event_type) || SEEN_ONLY_EVENTS.contains(&event_type)
 }
 
+/// Every event type Kapso documents, subscribable ones first.
+pub fn known_event_types() -> impl Iterator<Item = &'static str> {
+    NUMBER_EVENTS
+        .iter()
+        .chain(PROJECT_EVENTS.iter())
+        .chain(OTHER_PROJECT_EVENTS.iter())
+        .chain(SEEN_ONLY_EVENTS.iter())
+        .copied()
+}
+
+/// Whether a route's `on` entry (`*`, `family.*` or an exact type) can match a type Kapso
+/// documents. `whatsapp.message.*` covers every type that starts with `whatsapp.message.`.
+pub fn pattern_matches_known_type(pattern: &str) -> bool {
+    if pattern == "*" {
+        return true;
+    }
+    match pattern.strip_suffix('*') {
+        Some(prefix) => known_event_types().any(|t| t.starts_with(prefix)),
+        None => is_known_event_type(pattern),
+    }
+}
+
+/// The `family.*` patterns of the documented types (`whatsapp.message.*`, `workflow.execution.*`,
+/// ...), for suggestions.
+pub fn known_event_families() -> Vec<String> {
+    let mut families: Vec<String> = Vec::new();
+    for event_type in known_event_types() {
+        if let Some((family, _)) = event_type.rsplit_once('.') {
+            let pattern = format!("{family}.*");
+            if !families.contains(&pattern) {
+                families.push(pattern);
+            }
+        }
+    }
+    families
+}
+
+/// The candidate closest to `input` by edit distance, when it is close enough to be a typo of
+/// it (at most 3 edits, and at most a third of the input's length).
+pub fn did_you_mean<'a>(
+    input: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
+    let limit = 3.min(input.chars().count().div_ceil(3));
+    candidates
+        .into_iter()
+        .map(|c| (edit_distance(input, c), c))
+        .filter(|(d, _)| *d > 0 && *d <= limit)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+/// Levenshtein distance (insertions, deletions, substitutions) over characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = if ca == *cb {
+                diagonal
+            } else {
+                1 + diagonal.min(above).min(row[j])
+            };
+            diagonal = above;
+        }
+    }
+    row[b.len()]
+}
+
 /// Flag: the event type is not one Kapso documents. The event is stored anyway.
 pub const FLAG_UNKNOWN_TYPE: &str = "unknown_event_type";
 /// Flag: the identifier the event type should carry is missing; the fallback key was used.
@@ -330,6 +402,37 @@ mod tests {
                 index: 0,
             },
         )
+    }
+
+    #[test]
+    fn typos_of_known_types_get_a_suggestion_and_strangers_none() {
+        let known = || known_event_types();
+        assert_eq!(
+            did_you_mean("whatsapp.mesage.received", known()),
+            Some("whatsapp.message.received")
+        );
+        assert_eq!(
+            did_you_mean("whatsapp.message.recieved", known()),
+            Some("whatsapp.message.received")
+        );
+        assert_eq!(did_you_mean("whatsapp.message.received", known()), None);
+        assert_eq!(did_you_mean("order.shipped", known()), None);
+        assert_eq!(
+            did_you_mean("inbund", ["inbound", "outbound"]),
+            Some("inbound")
+        );
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+    }
+
+    #[test]
+    fn patterns_must_cover_a_known_type() {
+        assert!(pattern_matches_known_type("*"));
+        assert!(pattern_matches_known_type("whatsapp.message.*"));
+        assert!(pattern_matches_known_type("workflow.*"));
+        assert!(pattern_matches_known_type("whatsapp.config.deleted"));
+        assert!(!pattern_matches_known_type("whatsapp.mesage.*"));
+        assert!(!pattern_matches_known_type("whatsapp.message.recieved"));
+        assert!(known_event_families().contains(&"whatsapp.message.*".to_owned()));
     }
 
     #[test]

@@ -1,15 +1,17 @@
 //! `switchboard events list|show`: read the inbox.
 
 use anyhow::Context;
+use serde_json::Value;
+use sqlx::SqlitePool;
 
-use super::table::{format_ms, print_table};
+use super::table::{format_ms, one_line, print_table};
 use super::EventsCommand;
-use crate::config::Config;
-use crate::db;
-use crate::inbox::store::{self, EventFilter};
+use crate::inbox::store::{self, EventFilter, QuarantineEntry};
 
-pub async fn events(config: &Config, command: EventsCommand) -> anyhow::Result<()> {
-    let pool = db::open_existing(&config.storage).await?;
+/// Widest message text shown in the table.
+const TEXT_WIDTH: usize = 40;
+
+pub async fn events(pool: &SqlitePool, command: EventsCommand) -> anyhow::Result<()> {
     match command {
         EventsCommand::List {
             quarantined: true,
@@ -17,9 +19,13 @@ pub async fn events(config: &Config, command: EventsCommand) -> anyhow::Result<(
             json,
             ..
         } => {
-            let entries = store::list_quarantine(&pool, limit).await?;
+            let entries = store::list_quarantine(pool, limit).await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&entries)?);
+                let listed = entries
+                    .iter()
+                    .map(quarantine_json)
+                    .collect::<Result<Vec<_>, _>>()?;
+                println!("{}", serde_json::to_string_pretty(&listed)?);
                 return Ok(());
             }
             let rows = entries
@@ -61,7 +67,7 @@ pub async fn events(config: &Config, command: EventsCommand) -> anyhow::Result<(
                 flagged_only: flagged,
                 limit,
             };
-            let events = store::list_events(&pool, &filter).await?;
+            let events = store::list_events(pool, &filter).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&events)?);
                 return Ok(());
@@ -77,7 +83,9 @@ pub async fn events(config: &Config, command: EventsCommand) -> anyhow::Result<(
                         e.event_type.clone(),
                         dash(&e.phone_number_id),
                         dash(&e.conversation_id),
-                        dash(&e.message_id),
+                        e.text
+                            .as_deref()
+                            .map_or_else(|| "-".to_owned(), |t| one_line(t, TEXT_WIDTH)),
                         dash(&e.flags),
                     ]
                 })
@@ -101,13 +109,14 @@ pub async fn events(config: &Config, command: EventsCommand) -> anyhow::Result<(
             quarantined: true,
             json,
         } => {
-            let entry = store::get_quarantine(&pool, id)
+            let entry = store::get_quarantine(pool, id)
                 .await?
                 .with_context(|| format!("no quarantined delivery with id {id}"))?;
             let body = String::from_utf8_lossy(&entry.body).into_owned();
             if json {
-                let mut value = serde_json::to_value(&entry)?;
-                value["body"] = serde_json::Value::String(body);
+                let mut value = quarantine_json(&entry)?;
+                value["body"] = Value::String(body);
+                value["body_json"] = serde_json::from_slice(&entry.body).unwrap_or(Value::Null);
                 println!("{}", serde_json::to_string_pretty(&value)?);
             } else {
                 println!("id:              {}", entry.id);
@@ -128,16 +137,14 @@ pub async fn events(config: &Config, command: EventsCommand) -> anyhow::Result<(
             }
         }
         EventsCommand::Show { id, json, .. } => {
-            let event = store::get_event(&pool, id)
+            let event = store::get_event(pool, id)
                 .await?
                 .with_context(|| format!("no event with id {id}"))?;
-            let payload: serde_json::Value =
-                serde_json::from_str(&event.payload).unwrap_or(serde_json::Value::Null);
             if json {
-                let mut value = serde_json::to_value(&event)?;
-                value["payload"] = payload;
-                println!("{}", serde_json::to_string_pretty(&value)?);
+                println!("{}", serde_json::to_string_pretty(&event)?);
             } else {
+                let payload: Value = serde_json::from_str(&event.payload)
+                    .with_context(|| format!("event {id}: the stored payload is not JSON"))?;
                 let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
                 println!("id:              {}", event.id);
                 println!("delivery:        {}", event.delivery_id);
@@ -150,6 +157,7 @@ pub async fn events(config: &Config, command: EventsCommand) -> anyhow::Result<(
                 println!("conversation:    {}", dash(&event.conversation_id));
                 println!("message:         {}", dash(&event.message_id));
                 println!("message type:    {}", dash(&event.message_type));
+                println!("text:            {}", dash(&event.text));
                 println!("direction:       {}", dash(&event.direction));
                 println!("idempotency key: {}", dash(&event.idempotency_key));
                 println!("flags:           {}", dash(&event.flags));
@@ -157,6 +165,12 @@ pub async fn events(config: &Config, command: EventsCommand) -> anyhow::Result<(
             }
         }
     }
-    pool.close().await;
     Ok(())
+}
+
+/// A quarantined delivery without its body, plus the body's size.
+fn quarantine_json(entry: &QuarantineEntry) -> serde_json::Result<Value> {
+    let mut value = serde_json::to_value(entry)?;
+    value["body_bytes"] = Value::from(entry.body.len());
+    Ok(value)
 }

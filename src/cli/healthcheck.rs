@@ -13,6 +13,8 @@ pub struct HealthcheckArgs {
     /// Default: http://{server.listen}/healthz of the config (loopback for 0.0.0.0).
     #[arg(long)]
     pub url: Option<String>,
+    /// Config file whose server.listen gives the default URL. Without it, the embedded
+    /// development config is used.
     #[arg(long, env = "SWITCHBOARD_CONFIG")]
     pub config: Option<PathBuf>,
     /// Give up after this many milliseconds.

@@ -1,15 +1,13 @@
 //! `switchboard jobs list|retry`: inspect and replay handler jobs.
 
 use anyhow::Context;
+use sqlx::SqlitePool;
 
 use super::table::{format_ms, print_table};
 use super::JobsCommand;
-use crate::config::Config;
-use crate::db;
 use crate::jobs::store::{self as job_store, JobFilter};
 
-pub async fn jobs(config: &Config, command: JobsCommand) -> anyhow::Result<()> {
-    let pool = db::open_existing(&config.storage).await?;
+pub async fn jobs(pool: &SqlitePool, command: JobsCommand) -> anyhow::Result<()> {
     match command {
         JobsCommand::List {
             dead,
@@ -23,20 +21,27 @@ pub async fn jobs(config: &Config, command: JobsCommand) -> anyhow::Result<()> {
                 route,
                 limit,
             };
-            let rows = job_store::list(&pool, &filter).await?;
+            let rows = job_store::list(pool, &filter).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
                 let rows = rows
                     .iter()
                     .map(|j| {
+                        let events = j.event_ids().map_or_else(
+                            |_| j.event_ids.clone(),
+                            |ids| {
+                                let ids: Vec<String> = ids.iter().map(i64::to_string).collect();
+                                ids.join(",")
+                            },
+                        );
                         vec![
                             j.id.to_string(),
                             j.route.clone(),
                             j.handler.clone(),
                             j.state.clone(),
                             format!("{}/{}", j.attempts, j.max_attempts),
-                            j.event_ids.clone(),
+                            events,
                             format_ms(j.run_at),
                             j.last_error.clone().unwrap_or_else(|| "-".into()),
                         ]
@@ -58,10 +63,10 @@ pub async fn jobs(config: &Config, command: JobsCommand) -> anyhow::Result<()> {
             }
         }
         JobsCommand::Retry { id } => {
-            let job = job_store::get(&pool, id)
+            let job = job_store::get(pool, id)
                 .await?
                 .with_context(|| format!("no job with id {id}"))?;
-            if !job_store::retry_now(&pool, id, crate::clock::now_ms()).await? {
+            if !job_store::retry_now(pool, id, crate::clock::now_ms()).await? {
                 anyhow::bail!(
                     "job {id} is {}; only dead or queued jobs can be retried",
                     job.state
@@ -70,6 +75,5 @@ pub async fn jobs(config: &Config, command: JobsCommand) -> anyhow::Result<()> {
             println!("job {id} ({}) queued to run again", job.route);
         }
     }
-    pool.close().await;
     Ok(())
 }

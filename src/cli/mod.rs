@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, EMBEDDED_DEFAULT_NAME};
 
+mod backup;
 mod demo;
 mod events;
 mod healthcheck;
@@ -18,6 +19,7 @@ mod jobs;
 mod phone_numbers;
 mod send;
 mod simulate;
+mod storage;
 pub mod table;
 mod webhooks;
 use crate::telemetry::LogFormat;
@@ -52,20 +54,21 @@ pub enum Command {
     },
     /// Validate a config file and exit (non-zero with the reason when it is invalid).
     Check {
+        /// Config file to validate; every ${VAR} it uses must be set.
         #[arg(long, env = "SWITCHBOARD_CONFIG")]
         config: PathBuf,
     },
     /// Read the inbox.
     Events {
-        #[arg(long, global = true, env = "SWITCHBOARD_CONFIG")]
-        config: Option<PathBuf>,
+        #[command(flatten)]
+        db: storage::DbArgs,
         #[command(subcommand)]
         command: EventsCommand,
     },
     /// Inspect and replay handler jobs.
     Jobs {
-        #[arg(long, global = true, env = "SWITCHBOARD_CONFIG")]
-        config: Option<PathBuf>,
+        #[command(flatten)]
+        db: storage::DbArgs,
         #[command(subcommand)]
         command: JobsCommand,
     },
@@ -90,6 +93,8 @@ pub enum Command {
     Demo(demo::DemoArgs),
     /// Exit 0 when the server answers /healthz (for container health checks).
     Healthcheck(healthcheck::HealthcheckArgs),
+    /// Write a consistent copy of the database to a new file, safe while the server runs.
+    Backup(backup::BackupArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -102,16 +107,22 @@ pub enum JobsCommand {
         /// Only jobs in this state: queued, running, done, dead.
         #[arg(long)]
         state: Option<String>,
+        /// Only jobs of this route (its `name` in [[routes]]).
         #[arg(long)]
         route: Option<String>,
+        /// Show at most this many jobs.
         #[arg(long, default_value_t = 50)]
         limit: i64,
+        /// JSON output, one array (`event_ids` is an array of event ids).
         #[arg(long)]
         json: bool,
     },
     /// Queue a dead (or waiting) job to run again now, with a fresh attempt budget. Messages it
     /// already sent are not sent again.
-    Retry { id: i64 },
+    Retry {
+        /// The job's id (the ID column of `jobs list`).
+        id: i64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -124,10 +135,14 @@ pub enum EventsCommand {
         /// Only events flagged for attention (unknown type, missing identifier, partial v1).
         #[arg(long)]
         flagged: bool,
+        /// Only events received on this [[webhooks]] entry (by name).
         #[arg(long)]
         webhook: Option<String>,
-        #[arg(long = "type")]
+        /// Only events of this type; the same patterns as a route's `on`: an exact type,
+        /// a prefix such as `whatsapp.message.*`, or `*`.
+        #[arg(long = "type", value_name = "PATTERN")]
         event_type: Option<String>,
+        /// Show at most this many events.
         #[arg(long, default_value_t = 50)]
         limit: i64,
         /// JSON output, one array.
@@ -136,9 +151,12 @@ pub enum EventsCommand {
     },
     /// One event in full (or one quarantined body with --quarantined).
     Show {
+        /// The event's id (the ID column of `events list`).
         id: i64,
+        /// ID is a quarantined delivery's id (from `events list --quarantined`).
         #[arg(long)]
         quarantined: bool,
+        /// JSON output, one object with the payload embedded.
         #[arg(long)]
         json: bool,
     },
@@ -166,13 +184,17 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Events { config, command } => {
-            let config = load_or_default(config.as_deref())?;
-            events::events(&config, command).await
+        Command::Events { db, command } => {
+            let pool = db.open().await?;
+            let result = events::events(&pool, command).await;
+            pool.close().await;
+            result
         }
-        Command::Jobs { config, command } => {
-            let config = load_or_default(config.as_deref())?;
-            jobs::jobs(&config, command).await
+        Command::Jobs { db, command } => {
+            let pool = db.open().await?;
+            let result = jobs::jobs(&pool, command).await;
+            pool.close().await;
+            result
         }
         Command::Webhooks { config, command } => {
             let config = load_or_default(config.as_deref())?;
@@ -191,6 +213,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Demo(args) => demo::demo(args).await,
         Command::Healthcheck(args) => healthcheck::healthcheck(args).await,
+        Command::Backup(args) => backup::backup(args).await,
     }
 }
 

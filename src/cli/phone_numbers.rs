@@ -16,6 +16,7 @@ use crate::kapso::{KapsoClient, PhoneNumber};
 pub enum PhoneNumbersCommand {
     /// Every phone number of the Kapso project (all pages).
     List {
+        /// Config file. Without it, the embedded development config is used.
         #[arg(long, env = "SWITCHBOARD_CONFIG")]
         config: Option<PathBuf>,
         /// JSON output, one array.

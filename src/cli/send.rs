@@ -13,6 +13,7 @@ use crate::kapso::KapsoClient;
 
 #[derive(Debug, Args)]
 pub struct SendArgs {
+    /// Config file. Without it, the embedded development config is used.
     #[arg(long, env = "SWITCHBOARD_CONFIG")]
     pub config: Option<PathBuf>,
     /// The business number to send from (Meta's phone number id).

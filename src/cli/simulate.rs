@@ -1,10 +1,12 @@
 //! `switchboard simulate`: posts realistic Kapso events (`kapso_sim::samples`) to a running
 //! server exactly as Kapso would: the webhook's first secret signs the raw bytes, Kapso's headers
 //! are set, batches use Kapso's envelope, and a failed delivery is retried on Kapso's schedule.
+//! A server that cannot be reached at all fails at once (unless `--retry-unreachable`).
 //! Message ids are derived from the arguments, so posting the same thing twice shows the dedupe.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -15,11 +17,15 @@ use tokio_util::sync::CancellationToken;
 
 use super::table::print_table;
 use crate::config::Config;
-use crate::kapso_sim::deliver::{deliver, DeliveryOptions, DeliveryReport, DeliveryTarget};
+use crate::kapso_sim::deliver::{
+    deliver, DeliveryAttempt, DeliveryOptions, DeliveryReport, DeliveryTarget, RetryHook,
+};
 use crate::kapso_sim::samples::{self, MessageStatus, SampleContext};
 
 #[derive(Debug, Args)]
 pub struct SimulateArgs {
+    /// Config file with the [[webhooks]] entry (its secret signs the deliveries) and
+    /// server.listen. Without it, the embedded development config is used.
     #[arg(long, env = "SWITCHBOARD_CONFIG")]
     pub config: Option<PathBuf>,
     /// The `[[webhooks]]` entry to deliver to; its first secret signs the deliveries.
@@ -52,6 +58,11 @@ pub struct SimulateArgs {
     /// One attempt per delivery.
     #[arg(long, conflicts_with = "retry_delays")]
     pub no_retries: bool,
+    /// Retry on the --retry-delays schedule also when the server cannot be reached (connection
+    /// refused, DNS failure, no connection within 2 s), e.g. while it starts. Without it such a
+    /// delivery fails at once.
+    #[arg(long, conflicts_with = "no_retries")]
+    pub retry_unreachable: bool,
     /// JSON output, one array of delivery reports.
     #[arg(long)]
     pub json: bool,
@@ -101,6 +112,8 @@ pub async fn simulate(config: &Config, args: SimulateArgs) -> anyhow::Result<()>
     let opts = DeliveryOptions {
         batch: args.batch,
         retry_delays: delays.iter().copied().map(Duration::from_secs).collect(),
+        retry_unreachable: args.retry_unreachable,
+        on_retry: Some(RetryHook(Arc::new(announce_retry))),
         ..DeliveryOptions::default()
     };
     let payloads = sample_payloads(&args, &phone_number_id)?;
@@ -123,6 +136,7 @@ pub async fn simulate(config: &Config, args: SimulateArgs) -> anyhow::Result<()>
         payloads.into_iter().map(|p| vec![p]).collect()
     };
     let http = reqwest::Client::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
         .build()
         .context("cannot build the HTTP client")?;
     let cancel = CancellationToken::new();
@@ -130,6 +144,11 @@ pub async fn simulate(config: &Config, args: SimulateArgs) -> anyhow::Result<()>
     for payloads in deliveries {
         let ids = message_ids(&payloads);
         let report = deliver(&http, &target, &args.event, payloads, &opts, &cancel).await?;
+        if let Some(error) = unreachable(&report).filter(|_| !args.retry_unreachable) {
+            bail!(
+                "cannot reach {url}: {error}. Is switchboard running? Start it with `switchboard serve`, point --url at it, or pass --retry-unreachable to keep retrying on Kapso's schedule"
+            );
+        }
         reports.push((report, ids));
     }
     print_reports(&reports, args.json)?;
@@ -147,6 +166,29 @@ pub async fn simulate(config: &Config, args: SimulateArgs) -> anyhow::Result<()>
         );
     }
     Ok(())
+}
+
+/// How long a connection may take before the server counts as unreachable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The error of a delivery whose last attempt reached no server.
+fn unreachable(report: &DeliveryReport) -> Option<&str> {
+    let last = report.attempts.last().filter(|a| a.unreachable)?;
+    let error = last.error.as_deref().unwrap_or("no connection");
+    Some(error.strip_prefix("cannot connect: ").unwrap_or(error))
+}
+
+/// One line on stderr before each retry's wait, so a retrying delivery is never silent.
+fn announce_retry(attempt: usize, failed: &DeliveryAttempt, wait: Duration) {
+    let outcome = match (failed.status, &failed.error) {
+        (Some(status), _) => format!("HTTP {status}"),
+        (None, Some(error)) => error.clone(),
+        (None, None) => "no answer".to_owned(),
+    };
+    eprintln!(
+        "attempt {attempt} failed ({outcome}); retrying in {} s as Kapso would (--no-retries to stop)",
+        wait.as_secs_f64()
+    );
 }
 
 /// `http://{listen}/webhooks/{name}`, reaching a wildcard listen address over loopback.
@@ -357,6 +399,7 @@ mod tests {
             conversation: None,
             retry_delays: Vec::new(),
             no_retries: true,
+            retry_unreachable: false,
             json: false,
         }
     }

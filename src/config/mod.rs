@@ -11,6 +11,9 @@ use expand::{expand_env, line_hint};
 
 mod expand;
 pub mod pipeline;
+#[cfg(test)]
+mod secret_errors;
+mod storage_only;
 pub mod sync;
 pub mod webhooks;
 
@@ -190,13 +193,20 @@ impl Config {
             file: file.to_owned(),
             message: e.message().to_owned() + &line_hint(text, e.span()),
         })?;
+        let unexpanded_names = EntryNames::of(&value);
         expand_env(&mut value, &mut String::new(), &env).map_err(|(key, var)| {
             ConfigError::MissingEnv {
                 file: file.to_owned(),
-                key,
+                key: unexpanded_names.name_key(&key),
                 var,
             }
         })?;
+        let names = EntryNames::of(&value);
+        Config::from_tree(file, value).map_err(|e| e.with_entry_names(&names))
+    }
+
+    /// Deserialises and checks an expanded tree.
+    fn from_tree(file: &str, value: toml::Value) -> Result<Config, ConfigError> {
         let mut config: Config = serde_path_to_error::deserialize(value).map_err(|e| {
             let key = e.path().to_string();
             ConfigError::Invalid {
@@ -285,6 +295,83 @@ impl Config {
     }
 }
 
+/// The `name` of each `[[routes]]` and `[[webhooks]]` entry, by index, so that an error about
+/// `routes[2].handler.text` can say which route that is: `routes[2] (name = "greet").handler.text`.
+/// Read from the TOML tree, so it works for errors found while deserialising too.
+#[derive(Debug, Default)]
+struct EntryNames {
+    routes: Vec<Option<String>>,
+    webhooks: Vec<Option<String>>,
+}
+
+impl EntryNames {
+    fn of(tree: &toml::Value) -> EntryNames {
+        let names = |table: &str| -> Vec<Option<String>> {
+            tree.get(table)
+                .and_then(toml::Value::as_array)
+                .map(|entries| {
+                    entries
+                        .iter()
+                        .map(|e| {
+                            e.get("name")
+                                .and_then(toml::Value::as_str)
+                                .map(str::to_owned)
+                        })
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        EntryNames {
+            routes: names("routes"),
+            webhooks: names("webhooks"),
+        }
+    }
+
+    /// `routes[2].handler.text` → `routes[2] (name = "greet").handler.text`; other keys, and
+    /// entries without a name, unchanged.
+    fn name_key(&self, key: &str) -> String {
+        for (table, names) in [("routes", &self.routes), ("webhooks", &self.webhooks)] {
+            let Some(rest) = key
+                .strip_prefix(table)
+                .and_then(|rest| rest.strip_prefix('['))
+            else {
+                continue;
+            };
+            let Some((index, after)) = rest.split_once(']') else {
+                continue;
+            };
+            let name = index
+                .parse::<usize>()
+                .ok()
+                .and_then(|i| names.get(i))
+                .and_then(Option::as_deref);
+            if let Some(name) = name {
+                return format!("{table}[{index}] (name = {name:?}){after}");
+            }
+        }
+        key.to_owned()
+    }
+}
+
+impl ConfigError {
+    /// Names the `[[routes]]` or `[[webhooks]]` entry the key is in (see [`EntryNames`]).
+    fn with_entry_names(self, names: &EntryNames) -> ConfigError {
+        match self {
+            ConfigError::Invalid { file, key, message } => ConfigError::Invalid {
+                file,
+                key: names.name_key(&key),
+                message,
+            },
+            ConfigError::MissingEnv { file, key, var } => ConfigError::MissingEnv {
+                file,
+                key: names.name_key(&key),
+                var,
+            },
+            other => other,
+        }
+    }
+}
+
 impl StorageConfig {
     /// The database file named by `url`, if it is a SQLite URL.
     pub fn sqlite_path(&self) -> Option<PathBuf> {
@@ -325,7 +412,10 @@ mod tests {
         let err = parse("[[webhooks]]\nname = \"a\"\nsecrets = [\"${NOPE}\"]\n").unwrap_err();
         let text = err.to_string();
         assert!(text.contains("test.toml"), "{text}");
-        assert!(text.contains("webhooks[0].secrets[0]"), "{text}");
+        assert!(
+            text.contains("webhooks[0] (name = \"a\").secrets[0]"),
+            "{text}"
+        );
         assert!(text.contains("NOPE"), "{text}");
     }
 
@@ -371,7 +461,10 @@ mod tests {
         let err = parse(&format!("{MINIMAL}{MINIMAL}"))
             .unwrap_err()
             .to_string();
-        assert!(err.contains("webhooks[1].name"), "{err}");
+        assert!(
+            err.contains("webhooks[1] (name = \"support\").name"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -382,7 +475,7 @@ mod tests {
         let err = parse("[[webhooks]]\nname = \"a\"\nsecrets = [\"${OLD:-}\"]\n")
             .unwrap_err()
             .to_string();
-        assert!(err.contains("webhooks[0].secrets"), "{err}");
+        assert!(err.contains("webhooks[0] (name = \"a\").secrets"), "{err}");
     }
 
     #[test]
@@ -431,28 +524,34 @@ mod tests {
     #[test]
     fn bad_regex_names_the_route_key() {
         let err = route_error("when = { text = \"(unclosed\" }\nhandler = { kind = \"log\" }");
-        assert!(err.contains("routes[0].when.text"), "{err}");
+        assert!(err.contains("routes[0] (name = \"r\").when.text"), "{err}");
         assert!(err.contains("regular expression"), "{err}");
     }
 
     #[test]
     fn unknown_handler_kind_names_the_choices() {
         let err = route_error("handler = { kind = \"shout\" }");
-        assert!(err.contains("routes[0].handler"), "{err}");
+        assert!(err.contains("routes[0] (name = \"r\").handler"), "{err}");
         assert!(err.contains("unknown variant `shout`"), "{err}");
     }
 
     #[test]
     fn missing_message_file_names_the_key() {
         let err = route_error("handler = { kind = \"message\", file = \"assets/nope.json\" }");
-        assert!(err.contains("routes[0].handler.file"), "{err}");
+        assert!(
+            err.contains("routes[0] (name = \"r\").handler.file"),
+            "{err}"
+        );
         assert!(err.contains("assets/nope.json"), "{err}");
     }
 
     #[test]
     fn unknown_placeholder_names_the_key() {
         let err = route_error("handler = { kind = \"reply\", text = \"Hi {{contact.nam}}\" }");
-        assert!(err.contains("routes[0].handler.text"), "{err}");
+        assert!(
+            err.contains("routes[0] (name = \"r\").handler.text"),
+            "{err}"
+        );
         assert!(err.contains("contact.nam"), "{err}");
     }
 
@@ -464,6 +563,76 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("kapso.api_key"), "{err}");
+    }
+
+    #[test]
+    fn misspelt_event_type_names_file_route_value_and_suggestion() {
+        let err = parse(&format!(
+            "{ROUTED}[[routes]]\nname = \"greet\"\non = \"whatsapp.mesage.received\"\nhandler = {{ kind = \"log\" }}\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(err.starts_with("test.toml: "), "{err}");
+        assert!(err.contains("`routes[0] (name = \"greet\").on`"), "{err}");
+        assert!(err.contains("`whatsapp.mesage.received`"), "{err}");
+        assert!(
+            err.contains("did you mean `whatsapp.message.received`?"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn event_patterns_must_match_a_known_type() {
+        let route = |on: &str| {
+            parse(&format!(
+                "{ROUTED}[[routes]]\nname = \"r\"\non = \"{on}\"\nhandler = {{ kind = \"log\" }}\n"
+            ))
+        };
+        let err = route("whatsapp.mesage.*").unwrap_err().to_string();
+        assert!(err.contains("did you mean `whatsapp.message.*`?"), "{err}");
+        let err = route("orders.*").unwrap_err().to_string();
+        assert!(err.contains("matches no Kapso event type"), "{err}");
+        assert!(err.contains("`whatsapp.message.*`"), "{err}");
+        for on in [
+            "*",
+            "whatsapp.*",
+            "whatsapp.message.*",
+            "workflow.execution.failed",
+        ] {
+            assert!(route(on).is_ok(), "{on}: {:?}", route(on).err());
+        }
+    }
+
+    #[test]
+    fn misspelt_direction_gets_a_suggestion() {
+        let err = route_error("when = { direction = \"inbund\" }\nhandler = { kind = \"log\" }");
+        assert!(
+            err.contains("routes[0] (name = \"r\").when.direction"),
+            "{err}"
+        );
+        assert!(err.contains("did you mean `inbound`?"), "{err}");
+    }
+
+    #[test]
+    fn errors_found_while_deserialising_name_the_entry_too() {
+        let err = parse(&format!(
+            "{ROUTED}[[webhooks]]\nname = \"sales\"\nsecrets = [\"s\"]\nkind = \"slack\"\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("`webhooks[1] (name = \"sales\").kind`"),
+            "{err}"
+        );
+        let err = parse(&format!(
+            "{ROUTED}[[routes]]\non = \"*\"\nhandler = {{ kind = \"log\" }}\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("`routes[0]`"),
+            "an unnamed entry keeps its index: {err}"
+        );
     }
 
     #[test]

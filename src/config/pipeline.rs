@@ -8,6 +8,7 @@ use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
 use super::{Config, ConfigError};
+use crate::event;
 use crate::secret::Secret;
 use crate::template::Template;
 
@@ -165,7 +166,8 @@ pub enum HandlerConfig {
         timeout_ms: u64,
         /// Signs the body in `X-Switchboard-Signature` (hex HMAC-SHA256).
         secret: Option<Secret>,
-        #[serde(default)]
+        /// Values may be credentials (`Authorization`): never echoed in errors.
+        #[serde(default, deserialize_with = "crate::secret::header_table")]
         headers: BTreeMap<String, String>,
     },
     /// Write the event to the log.
@@ -323,6 +325,13 @@ pub(super) fn validate_pipeline(config: &Config, file: &str) -> Result<(), Confi
             ));
         }
         if let Some(unknown) = route
+            .on
+            .iter()
+            .find(|p| !event::pattern_matches_known_type(p))
+        {
+            return Err(invalid(key("on"), unknown_event_pattern(unknown)));
+        }
+        if let Some(unknown) = route
             .when
             .webhook
             .iter()
@@ -342,10 +351,15 @@ pub(super) fn validate_pipeline(config: &Config, file: &str) -> Result<(), Confi
             }
         }
         if let Some(direction) = &route.when.direction {
-            if direction != "inbound" && direction != "outbound" {
+            const DIRECTIONS: [&str; 2] = ["inbound", "outbound"];
+            if !DIRECTIONS.contains(&direction.as_str()) {
+                let hint = match event::did_you_mean(direction, DIRECTIONS) {
+                    Some(near) => format!("did you mean `{near}`? "),
+                    None => String::new(),
+                };
                 return Err(invalid(
                     key("when.direction"),
-                    "use `inbound` or `outbound`".into(),
+                    format!("`{direction}` is not a direction: {hint}use `inbound` or `outbound`"),
                 ));
             }
         }
@@ -368,6 +382,40 @@ pub(super) fn validate_pipeline(config: &Config, file: &str) -> Result<(), Confi
         }
     }
     Ok(())
+}
+
+/// Why an `on` entry that is well formed still can never match, with the nearest known type or
+/// family when it looks like a typo.
+fn unknown_event_pattern(pattern: &str) -> String {
+    let families = event::known_event_families();
+    let suggestion = if pattern.ends_with(".*") {
+        event::did_you_mean(pattern, families.iter().map(String::as_str))
+    } else {
+        event::did_you_mean(pattern, event::known_event_types())
+    };
+    let what = if pattern.ends_with(".*") {
+        "matches no Kapso event type"
+    } else {
+        "is not a Kapso event type"
+    };
+    let fix = match suggestion {
+        Some(near) => format!("did you mean `{near}`?"),
+        None => format!(
+            "use one of {}, or a family such as {}",
+            event::known_event_types()
+                .map(|t| format!("`{t}`"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            families
+                .iter()
+                .map(|f| format!("`{f}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    format!(
+        "`{pattern}` {what}, so this route would never run; {fix} (a type Kapso added after this release is matched by its family pattern, e.g. `whatsapp.*`, or by `*`)"
+    )
 }
 
 fn valid_event_pattern(pattern: &str) -> bool {

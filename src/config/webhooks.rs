@@ -9,7 +9,7 @@ use serde::Deserialize;
 use super::{sync, Config, ConfigError};
 use crate::secret::Secret;
 
-use crate::event::{is_subscribable_event, OTHER_PROJECT_EVENTS};
+use crate::event::{did_you_mean, is_subscribable_event, OTHER_PROJECT_EVENTS};
 pub use crate::event::{NUMBER_EVENTS, PROJECT_EVENTS};
 
 /// One `[[webhooks]]` entry: served at `POST /webhooks/{name}`, and (with `server.public_url`)
@@ -20,7 +20,8 @@ pub struct WebhookConfig {
     /// Served at `POST /webhooks/{name}`.
     pub name: String,
     /// Signing secrets; a delivery signed with any of them is accepted (rotation). The first
-    /// is the one registered with Kapso.
+    /// is the one registered with Kapso. A single string is taken as a list of one.
+    #[serde(deserialize_with = "crate::secret::one_or_many")]
     pub secrets: Vec<Secret>,
     /// Meta's phone number id; omitted for a project-scoped webhook.
     #[serde(default)]
@@ -36,8 +37,8 @@ pub struct WebhookConfig {
     /// Kapso-side batching of events before delivery; unset means off.
     #[serde(default)]
     pub kapso_buffer: Option<KapsoBufferConfig>,
-    /// Extra headers Kapso adds to each delivery.
-    #[serde(default)]
+    /// Extra headers Kapso adds to each delivery (values may be credentials: never echoed).
+    #[serde(default, deserialize_with = "crate::secret::header_table")]
     pub headers: BTreeMap<String, String>,
     /// false registers the webhook paused.
     #[serde(default = "yes")]
@@ -252,12 +253,13 @@ fn check_remote_settings(
             let mut known: Vec<&str> = NUMBER_EVENTS.to_vec();
             known.extend(PROJECT_EVENTS);
             known.extend(OTHER_PROJECT_EVENTS);
+            let fix = match did_you_mean(event, known.iter().copied()) {
+                Some(near) => format!("did you mean `{near}`?"),
+                None => format!("use one of: {}", known.join(", ")),
+            };
             return Err((
                 event_key,
-                format!(
-                    "`{event}` is not a Kapso event type; use one of: {}",
-                    known.join(", ")
-                ),
+                format!("`{event}` is not a Kapso event type a webhook can subscribe to; {fix}"),
             ));
         }
         if !seen.insert(event.as_str()) {

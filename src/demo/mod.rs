@@ -21,9 +21,9 @@ use crate::db;
 use crate::inbox::store::{self as inbox_store, EventFilter};
 use crate::jobs::store as job_store;
 use crate::kapso::KapsoClient;
-use crate::kapso_sim::samples::SampleContext;
+use crate::kapso_sim::samples::{SampleContext, MESSAGE_FAILED};
 use crate::kapso_sim::{
-    DeliveryOptions, DeliveryTarget, SimConfig, SimPhoneNumber, SimulatedKapso,
+    DeliveryOptions, DeliveryTarget, RecordedSend, SimConfig, SimPhoneNumber, SimulatedKapso,
 };
 use crate::sync::{sync_webhooks, SyncOptions};
 use narrate::Narrator;
@@ -89,6 +89,10 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
         "Kapso (sim)    {}  (Platform API, Meta proxy, webhook sender)",
         sim.base_url()
     ));
+    say.blank();
+    say.line("webhook        Kapso POSTs each WhatsApp event (message received, failed, ...) to your URL, signed with a shared secret");
+    say.line("Meta proxy     Kapso's pass-through to Meta's WhatsApp Cloud API: how switchboard sends messages as your number");
+    say.line("wamid          WhatsApp's id of one message; status events (delivered, failed) name the message by it");
 
     let app = App::build(config.clone()).await?;
     let shutdown = CancellationToken::new();
@@ -109,7 +113,25 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
         started.elapsed().as_secs_f64(),
         db_path.display()
     ));
+    say.line("the routes that ran:  config/demo.toml (built into the binary)");
+    say.line(format!(
+        "what it stored:       switchboard events list --db {}",
+        shell_word(&db_path.display().to_string())
+    ));
     Ok(())
+}
+
+/// `path` as one shell word: quoted when it holds anything but plain path characters.
+fn shell_word(path: &str) -> String {
+    let plain = !path.is_empty()
+        && path
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/._-+:,@%".contains(&b));
+    if plain {
+        path.to_owned()
+    } else {
+        format!("'{}'", path.replace('\'', "'\\''"))
+    }
 }
 
 /// `config/demo.toml` with its `${SWITCHBOARD_DEMO_*}` values filled from `values` only.
@@ -131,11 +153,13 @@ async fn play(
     say: &Narrator,
 ) -> anyhow::Result<()> {
     let target = sync(config, sim, say).await?;
+    let kapso = KapsoClient::new(&config.kapso)?;
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let scene = Scene {
         sim,
         db,
         target,
+        kapso,
         delivery: DeliveryOptions {
             // Kapso's 10 s / 40 s / 90 s schedule, scaled down.
             retry_delays: [100, 400, 900].map(Duration::from_millis).to_vec(),
@@ -208,7 +232,8 @@ async fn sync(
     })
 }
 
-/// After the graceful shutdown every job has finished: what the inbox and the customer hold.
+/// After the graceful shutdown every job has finished: what the inbox holds, and which messages
+/// reached the customer: every send Kapso accepted, except those it later reported failed.
 async fn summary(sim: &SimulatedKapso, db: &SqlitePool, say: &Narrator) -> anyhow::Result<()> {
     say.scene(6, "Summary");
     let events = inbox_store::list_events(
@@ -229,15 +254,61 @@ async fn summary(sim: &SimulatedKapso, db: &SqlitePool, say: &Narrator) -> anyho
         events.len(),
         jobs.join(", ")
     ));
-    let sends = sim.sends();
-    say.line(format!("the customer received {} messages:", sends.len()));
-    for (i, send) in sends.iter().enumerate() {
-        say.line(format!("  {}. {}", i + 1, narrate::message(send)));
+    // wamid → the error code Kapso reported.
+    let mut failed: Vec<(String, String)> = Vec::new();
+    for event in events.iter().filter(|e| e.event_type == MESSAGE_FAILED) {
+        let (Some(wamid), Some(detail)) = (
+            event.message_id.clone(),
+            inbox_store::get_event(db, event.id).await?,
+        ) else {
+            continue;
+        };
+        let payload: serde_json::Value = serde_json::from_str(&detail.payload).unwrap_or_default();
+        let code = payload
+            .pointer("/message/kapso/statuses/0/errors/0/code")
+            .map_or_else(|| "?".to_owned(), ToString::to_string);
+        failed.push((wamid, code));
+    }
+    let failure_of = |send: &RecordedSend| {
+        failed
+            .iter()
+            .find(|(wamid, _)| *wamid == send.wamid)
+            .map(|(_, code)| code.clone())
+    };
+    let (undelivered, received): (Vec<RecordedSend>, Vec<RecordedSend>) = sim
+        .sends()
+        .into_iter()
+        .filter(|send| !send.is_mark_read())
+        .partition(|send| failure_of(send).is_some());
+    say.line(format!(
+        "the customer received {} messages:",
+        received.len()
+    ));
+    for (i, send) in received.iter().enumerate() {
+        say.line(format!(
+            "  {}. {}  ({})",
+            i + 1,
+            narrate::message(send),
+            send.wamid
+        ));
+    }
+    say.line(format!(
+        "not delivered, as Kapso reported by message.failed ({}):",
+        undelivered.len()
+    ));
+    for send in &undelivered {
+        say.line(format!(
+            "  - {}  ({}): error {}; the `reengage` route sent the template instead",
+            narrate::message(send),
+            send.wamid,
+            failure_of(send).unwrap_or_default()
+        ));
     }
     ensure!(
-        sends.len() == 3,
-        "expected exactly 3 messages to the customer (one per handled step), got {}",
-        sends.len()
+        received.len() == 3 && undelivered.len() == 1,
+        "expected 3 messages received by the customer and 1 not delivered, got {} and {}",
+        received.len(),
+        undelivered.len()
     );
     Ok(())
 }
@@ -253,6 +324,16 @@ fn fresh_directory(run_id: &str) -> anyhow::Result<PathBuf> {
 mod tests {
     use super::*;
     use std::path::Path;
+
+    #[test]
+    fn the_database_path_is_printed_as_one_shell_word() {
+        assert_eq!(
+            shell_word("/tmp/demo-1/switchboard.db"),
+            "/tmp/demo-1/switchboard.db"
+        );
+        assert_eq!(shell_word("/tmp/my demo/x.db"), "'/tmp/my demo/x.db'");
+        assert_eq!(shell_word("/tmp/it's.db"), "'/tmp/it'\\''s.db'");
+    }
 
     #[test]
     fn the_embedded_config_is_valid_once_filled() {

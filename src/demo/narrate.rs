@@ -34,6 +34,11 @@ impl Narrator {
         println!("   {:<16}{text}", "");
     }
 
+    /// An empty line.
+    pub fn blank(&self) {
+        println!();
+    }
+
     /// A plain line, indented like the stages.
     pub fn line(&self, text: impl Display) {
         println!("   {text}");

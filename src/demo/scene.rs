@@ -13,6 +13,7 @@ use sqlx::SqlitePool;
 use super::narrate::{self, quoted, Narrator};
 use crate::inbox::store::{self as inbox_store, EventFilter};
 use crate::jobs::store::{self as job_store, JobFilter, JobRow};
+use crate::kapso::KapsoClient;
 use crate::kapso_sim::samples::{self, MessageStatus, SampleContext};
 use crate::kapso_sim::{
     DeliveryOptions, DeliveryReport, DeliveryTarget, RecordedSend, SimulatedKapso,
@@ -20,6 +21,9 @@ use crate::kapso_sim::{
 
 /// Longest wait for any one outcome before the demo gives up naming the stage.
 pub const STAGE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// What the shop's agent sends the next day, outside the 24-hour window: it fails with 131047.
+pub const FOLLOW_UP: &str = "Good news: your order #4471 is out for delivery today.";
 
 /// The burst: three messages typed within a second.
 const BURST: [&str; 3] = [
@@ -34,6 +38,8 @@ pub struct Scene<'a> {
     pub db: &'a SqlitePool,
     /// The webhook as Kapso registered it (URL, secret, headers).
     pub target: DeliveryTarget,
+    /// switchboard's client of the (simulated) Kapso, as `switchboard send` uses it.
+    pub kapso: KapsoClient,
     pub delivery: DeliveryOptions,
     pub customer: SampleContext,
     /// Unique per run, so that wamids never collide with an earlier run in the same database.
@@ -232,28 +238,51 @@ impl Scene<'_> {
         Ok(())
     }
 
+    /// A day later the shop's agent writes again; WhatsApp refuses the free-form text because
+    /// the customer has not written for more than 24 hours, and the routes follow up with a
+    /// template.
     async fn failure(&self) -> anyhow::Result<()> {
         self.say.scene(
             5,
-            "A reply cannot be delivered (131047: the 24-hour window closed)",
+            "A day later, the agent's follow-up cannot be delivered (error 131047)",
         );
-        let failed = self.sim.sends().get(1).cloned().context(
-            "stage `delivered`: the burst reply is missing from the simulated Kapso's sends",
-        )?;
+        let body = json!({
+            "messaging_product": "whatsapp",
+            "recipient_type": "individual",
+            "to": self.customer.customer_phone,
+            "type": "text",
+            "text": { "body": FOLLOW_UP, "preview_url": false },
+        });
+        let sent = within(
+            "agent's follow-up",
+            self.kapso
+                .send_message(&self.customer.phone_number_id, &body),
+        )
+        .await?
+        .context("stage `sent`: sending the agent's follow-up through the Meta proxy")?;
+        self.say.stage(
+            "sent",
+            format!(
+                "the agent's text {} via the Meta proxy → {} (accepted; the outcome comes later, by webhook)",
+                quoted(FOLLOW_UP),
+                sent.message_id
+            ),
+        );
         let error = samples::meta_error(
             131047,
             "Re-engagement message",
             "Message failed to send because more than 24 hours have passed since the customer last replied to this number.",
         );
         let ctx = SampleContext {
-            timestamp: self.customer.timestamp + 30,
+            // The next day: more than 24 hours after the customer's last message.
+            timestamp: self.customer.timestamp + 25 * 3600,
             ..self.customer.clone()
         };
         let payload = samples::status_update(
             &ctx,
-            &failed.wamid,
+            &sent.message_id,
             MessageStatus::Failed,
-            &failed.body,
+            &body,
             &[error],
         );
         let report = self.deliver(samples::MESSAGE_FAILED, payload).await?;
@@ -261,16 +290,19 @@ impl Scene<'_> {
             "delivered",
             format!(
                 "message.failed for {} (error 131047) {}",
-                failed.wamid,
+                sent.message_id,
                 narrate::delivery_outcome(&report)
             ),
+        );
+        self.say.more(
+            "131047: the customer last wrote more than 24 hours ago, so WhatsApp only allows an approved template",
         );
         // The log job is enqueued before the template job (route order), so it is claimed first:
         // once the template has arrived both are running or done, and the graceful shutdown
         // lets them finish.
-        let sends = self.replies(3, "template follow-up").await?;
+        let sends = self.replies(4, "template follow-up").await?;
         self.routed(&["failures", "reengage"]).await?;
-        self.replied(&sends[2]);
+        self.replied(&sends[3]);
         Ok(())
     }
 }

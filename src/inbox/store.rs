@@ -8,7 +8,8 @@ use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool};
 
 use super::{DeliveryOutcome, NewDelivery, NewQuarantine};
 use crate::config::Synchronous;
-use crate::event::Event;
+use crate::event::{message_text, Event};
+use crate::router::EventPattern;
 
 /// Sets this connection's `synchronous` level (no I/O; only outside a transaction).
 pub(super) async fn set_synchronous(
@@ -156,7 +157,7 @@ pub(super) async fn insert_quarantine(
 }
 
 /// One line of `switchboard events list`.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize)]
 pub struct EventSummary {
     pub id: i64,
     pub received_at: i64,
@@ -166,7 +167,71 @@ pub struct EventSummary {
     pub conversation_id: Option<String>,
     pub message_id: Option<String>,
     pub message_type: Option<String>,
+    /// The message's text (text body, button or list reply title, caption, ...), if any.
+    pub text: Option<String>,
+    /// As stored (comma-separated); serialized as an array.
+    #[serde(serialize_with = "json_out::flags")]
     pub flags: Option<String>,
+}
+
+/// [`EventSummary`] as read, with the payload its text comes from.
+#[derive(sqlx::FromRow)]
+struct SummaryRow {
+    id: i64,
+    received_at: i64,
+    webhook: String,
+    event_type: String,
+    phone_number_id: Option<String>,
+    conversation_id: Option<String>,
+    message_id: Option<String>,
+    message_type: Option<String>,
+    flags: Option<String>,
+    payload: String,
+}
+
+impl From<SummaryRow> for EventSummary {
+    fn from(row: SummaryRow) -> Self {
+        EventSummary {
+            text: payload_text(&row.payload),
+            id: row.id,
+            received_at: row.received_at,
+            webhook: row.webhook,
+            event_type: row.event_type,
+            phone_number_id: row.phone_number_id,
+            conversation_id: row.conversation_id,
+            message_id: row.message_id,
+            message_type: row.message_type,
+            flags: row.flags,
+        }
+    }
+}
+
+/// The text of the message a stored payload carries.
+fn payload_text(payload: &str) -> Option<String> {
+    let payload: serde_json::Value = serde_json::from_str(payload).ok()?;
+    payload.get("message").and_then(message_text)
+}
+
+/// Serializers that turn columns holding lists or JSON text into JSON values.
+mod json_out {
+    use serde::ser::Error;
+    use serde::{Serialize, Serializer};
+
+    /// `"a,b"` as `["a", "b"]`; no flags as `[]`.
+    pub fn flags<S: Serializer>(flags: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+        let list: Vec<&str> = flags
+            .as_deref()
+            .map(|f| f.split(',').filter(|f| !f.is_empty()).collect())
+            .unwrap_or_default();
+        list.serialize(s)
+    }
+
+    /// Stored JSON text embedded as JSON.
+    pub fn embedded<S: Serializer>(text: &str, s: S) -> Result<S::Ok, S::Error> {
+        let value: serde_json::Value = serde_json::from_str(text)
+            .map_err(|e| S::Error::custom(format!("stored payload is not JSON: {e}")))?;
+        value.serialize(s)
+    }
 }
 
 /// Everything stored about one event (`switchboard events show`).
@@ -186,7 +251,14 @@ pub struct EventDetail {
     pub direction: Option<String>,
     pub occurred_at: Option<i64>,
     pub idempotency_key: Option<String>,
+    /// As stored (comma-separated); serialized as an array.
+    #[serde(serialize_with = "json_out::flags")]
     pub flags: Option<String>,
+    /// The message's text (text body, button or list reply title, caption, ...), if any.
+    #[sqlx(skip)]
+    pub text: Option<String>,
+    /// JSON text as stored; serialized as the embedded JSON object.
+    #[serde(serialize_with = "json_out::embedded")]
     pub payload: String,
 }
 
@@ -201,6 +273,7 @@ pub struct QuarantineEntry {
     pub event_header: Option<String>,
     pub idempotency_key: Option<String>,
     pub body_sha256: String,
+    /// The raw body; `switchboard events show --quarantined --json` adds it.
     #[serde(skip)]
     pub body: Vec<u8>,
 }
@@ -209,6 +282,7 @@ pub struct QuarantineEntry {
 #[derive(Debug, Clone, Default)]
 pub struct EventFilter {
     pub webhook: Option<String>,
+    /// An event-type pattern as routes take it ([`EventPattern`]): exact, `prefix.*` or `*`.
     pub event_type: Option<String>,
     pub flagged_only: bool,
     pub limit: i64,
@@ -221,14 +295,14 @@ pub async fn list_events(
 ) -> Result<Vec<EventSummary>, sqlx::Error> {
     let mut query: QueryBuilder<Sqlite> = QueryBuilder::new(
         "SELECT id, received_at, webhook, event_type, phone_number_id, conversation_id,
-                message_id, message_type, flags
+                message_id, message_type, flags, payload
          FROM events WHERE 1 = 1",
     );
     if let Some(webhook) = &filter.webhook {
         query.push(" AND webhook = ").push_bind(webhook);
     }
-    if let Some(event_type) = &filter.event_type {
-        query.push(" AND event_type = ").push_bind(event_type);
+    if let Some(pattern) = &filter.event_type {
+        push_type_pattern(&mut query, &EventPattern::parse(pattern));
     }
     if filter.flagged_only {
         query.push(" AND flags IS NOT NULL");
@@ -236,11 +310,34 @@ pub async fn list_events(
     query
         .push(" ORDER BY id DESC LIMIT ")
         .push_bind(filter.limit);
-    query.build_query_as().fetch_all(pool).await
+    let rows: Vec<SummaryRow> = query.build_query_as().fetch_all(pool).await?;
+    Ok(rows.into_iter().map(EventSummary::from).collect())
+}
+
+/// `event_type` matching `pattern` exactly as [`EventPattern::matches`] does: a prefix is
+/// compared with `substr` (case-sensitive, no wildcard characters), not with `LIKE`.
+fn push_type_pattern(query: &mut QueryBuilder<'_, Sqlite>, pattern: &EventPattern) {
+    match pattern {
+        EventPattern::Any => {}
+        EventPattern::Exact(event_type) => {
+            query
+                .push(" AND event_type = ")
+                .push_bind(event_type.clone());
+        }
+        EventPattern::Prefix(prefix) => {
+            // SQLite's substr and length count characters, as `chars()` does.
+            let chars = i64::try_from(prefix.chars().count()).unwrap_or(i64::MAX);
+            query
+                .push(" AND substr(event_type, 1, ")
+                .push_bind(chars)
+                .push(") = ")
+                .push_bind(prefix.clone());
+        }
+    }
 }
 
 pub async fn get_event(pool: &SqlitePool, id: i64) -> Result<Option<EventDetail>, sqlx::Error> {
-    sqlx::query_as(
+    let event: Option<EventDetail> = sqlx::query_as(
         "SELECT id, delivery_id, received_at, webhook, event_type, dedupe_key, payload_version,
                 phone_number_id, conversation_id, message_id, message_type, direction,
                 occurred_at, idempotency_key, flags, payload
@@ -248,7 +345,11 @@ pub async fn get_event(pool: &SqlitePool, id: i64) -> Result<Option<EventDetail>
     )
     .bind(id)
     .fetch_optional(pool)
-    .await
+    .await?;
+    Ok(event.map(|event| EventDetail {
+        text: payload_text(&event.payload),
+        ..event
+    }))
 }
 
 /// Newest first.

@@ -54,9 +54,25 @@ pub struct JobRow {
     pub max_attempts: i64,
     pub run_at: i64,
     pub last_error: Option<String>,
+    /// JSON text as stored (`[1,2]`); serialized as the array of numbers.
+    #[serde(serialize_with = "event_ids_array")]
     pub event_ids: String,
     pub created_at: i64,
     pub finished_at: Option<i64>,
+}
+
+impl JobRow {
+    /// The ids of the events this job handles, in order.
+    pub fn event_ids(&self) -> Result<Vec<i64>, serde_json::Error> {
+        serde_json::from_str(&self.event_ids)
+    }
+}
+
+fn event_ids_array<S: serde::Serializer>(text: &str, s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::Error;
+    let ids: Vec<i64> = serde_json::from_str(text)
+        .map_err(|e| S::Error::custom(format!("stored event_ids are not a list of ids: {e}")))?;
+    ids.serialize(s)
 }
 
 /// Rows per multi-row INSERT (14 variables each, well under SQLite's limit).

@@ -1,7 +1,10 @@
 //! The webhook sender of the simulated Kapso (Kapso → switchboard): builds the exact bytes,
 //! signs them, sets the CONTRACT §2.2 headers, and retries the identical request after the
-//! configured delays until a 2xx arrives in time.
+//! configured delays until a 2xx arrives in time (optionally not when the server cannot be
+//! reached at all).
 
+use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -50,6 +53,25 @@ pub struct DeliveryOptions {
     pub tamper_signature: bool,
     /// A response later than this counts as a failure (Kapso: 10 s).
     pub response_timeout: Duration,
+    /// Retry also after an attempt that could not connect (refused, DNS failure, connect
+    /// timeout), as Kapso does. `false` ends the delivery after such an attempt.
+    pub retry_unreachable: bool,
+    /// Told about each retry before its wait begins.
+    pub on_retry: Option<RetryHook>,
+}
+
+/// Called before each retry's wait with the attempt number that failed (1-based), that
+/// attempt, and the wait.
+#[derive(Clone)]
+pub struct RetryHook(pub Arc<RetryFn>);
+
+/// The callback of a [`RetryHook`].
+pub type RetryFn = dyn Fn(usize, &DeliveryAttempt, Duration) + Send + Sync;
+
+impl fmt::Debug for RetryHook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RetryHook")
+    }
 }
 
 impl Default for DeliveryOptions {
@@ -61,6 +83,8 @@ impl Default for DeliveryOptions {
             retry_delays: [10, 40, 90].map(Duration::from_secs).to_vec(),
             tamper_signature: false,
             response_timeout: Duration::from_secs(10),
+            retry_unreachable: true,
+            on_retry: None,
         }
     }
 }
@@ -83,6 +107,9 @@ pub struct DeliveryAttempt {
     pub error: Option<String>,
     /// The answer's body (first 4 KiB, lossy UTF-8), when there was one.
     pub response: Option<String>,
+    /// No connection could be made (refused, DNS failure, connect timeout): the request never
+    /// reached a server.
+    pub unreachable: bool,
     pub elapsed: Duration,
 }
 
@@ -215,7 +242,12 @@ pub async fn deliver(
         signature,
     };
     let waits = std::iter::once(Duration::ZERO).chain(opts.retry_delays.iter().copied());
-    for wait in waits {
+    for (retry, wait) in waits.enumerate() {
+        if let (true, Some(hook), Some(failed)) =
+            (retry > 0, &opts.on_retry, report.attempts.last())
+        {
+            (hook.0)(retry, failed, wait);
+        }
         if !wait.is_zero() {
             tokio::select! {
                 () = tokio::time::sleep(wait) => {}
@@ -243,29 +275,44 @@ pub async fn deliver(
                     status: Some(status),
                     error: None,
                     response: answer,
+                    unreachable: false,
                     elapsed: started.elapsed(),
                 }
             }
             Err(err) => DeliveryAttempt {
                 status: None,
-                error: Some(if err.is_timeout() {
+                error: Some(if err.is_connect() {
+                    format!("cannot connect: {}", root_cause(&err))
+                } else if err.is_timeout() {
                     format!("no answer within {:?}", opts.response_timeout)
                 } else {
                     with_causes(&err)
                 }),
                 response: None,
+                unreachable: err.is_connect(),
                 elapsed: started.elapsed(),
             },
         };
         if attempt.status.is_some() {
             report.final_status = attempt.status;
         }
+        let give_up = attempt.unreachable && !opts.retry_unreachable;
         report.attempts.push(attempt);
-        if report.succeeded() {
+        if report.succeeded() || give_up {
             break;
         }
     }
     Ok(report)
+}
+
+/// The innermost source of `err` ("Connection refused (os error 111)"), which says more than
+/// reqwest's own "error sending request".
+fn root_cause(err: &reqwest::Error) -> String {
+    let mut cause: &dyn std::error::Error = err;
+    while let Some(source) = cause.source() {
+        cause = source;
+    }
+    cause.to_string()
 }
 
 /// `err` and its sources, so "connection refused" is not hidden behind "error sending request".

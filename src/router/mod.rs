@@ -45,8 +45,10 @@ impl RoutableEvent {
     }
 }
 
-#[derive(Debug, Clone)]
-enum EventPattern {
+/// An event-type pattern as a route's `on` (and `switchboard events list --type`) takes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventPattern {
+    /// `*`: every type.
     Any,
     Exact(String),
     /// `whatsapp.message.*` matches `whatsapp.message.` followed by anything.
@@ -54,7 +56,8 @@ enum EventPattern {
 }
 
 impl EventPattern {
-    fn parse(pattern: &str) -> EventPattern {
+    /// `*` is any type, a trailing `*` a prefix, anything else one exact type.
+    pub fn parse(pattern: &str) -> EventPattern {
         if pattern == "*" {
             EventPattern::Any
         } else if let Some(base) = pattern.strip_suffix('*') {
@@ -64,7 +67,7 @@ impl EventPattern {
         }
     }
 
-    fn matches(&self, event_type: &str) -> bool {
+    pub fn matches(&self, event_type: &str) -> bool {
         match self {
             EventPattern::Any => true,
             EventPattern::Exact(e) => e == event_type,

@@ -336,4 +336,48 @@ fn demo_runs_the_whole_scene_and_names_every_stage() {
     assert!(text.contains("stored 0, duplicates 1"), "{text}");
     assert!(text.contains("template `reengage_customer`"), "{text}");
     assert!(db.exists());
+
+    // The story holds together: the message that failed is not one the customer received.
+    let wamids = |line: &str| -> Vec<String> {
+        line.split(|c: char| !(c.is_ascii_alphanumeric() || c == '.' || c == '_'))
+            .filter(|word| word.starts_with("wamid."))
+            .map(str::to_owned)
+            .collect()
+    };
+    let failed_line = text
+        .lines()
+        .find(|l| l.contains("message.failed for"))
+        .unwrap_or_else(|| panic!("no message.failed delivery in:\n{text}"));
+    let failed = wamids(failed_line)
+        .pop()
+        .unwrap_or_else(|| panic!("no wamid in {failed_line}"));
+    let summary = &text[text.find("the customer received").expect("a summary")..];
+    let (received, undelivered) = summary
+        .split_once("not delivered")
+        .unwrap_or_else(|| panic!("no undelivered list in:\n{summary}"));
+    assert!(
+        received.contains("the customer received 3 messages"),
+        "{summary}"
+    );
+    let received_ids: Vec<String> = received.lines().flat_map(wamids).collect();
+    assert_eq!(received_ids.len(), 3, "{summary}");
+    assert!(
+        !received_ids.contains(&failed),
+        "{failed} listed as received:\n{summary}"
+    );
+    assert!(undelivered.contains(&failed), "{summary}");
+    assert!(undelivered.contains("131047"), "{summary}");
+
+    // It tells a newcomer what its Kapso terms mean and where to look next.
+    for term in ["webhook ", "Meta proxy ", "wamid "] {
+        assert!(
+            text.lines().any(|l| l.trim_start().starts_with(term)),
+            "{term}: {text}"
+        );
+    }
+    assert!(text.contains("config/demo.toml"), "{text}");
+    assert!(
+        text.contains(&format!("switchboard events list --db {}", db.display())),
+        "{text}"
+    );
 }

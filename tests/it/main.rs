@@ -3,13 +3,18 @@
 #![allow(clippy::unwrap_used, reason = "tests fail loudly on unexpected errors")]
 
 mod admin;
+mod check;
 mod cli;
+mod cli_help;
+mod cli_simulate;
 mod demo;
 mod docker;
 mod ingest;
 mod kapso;
 mod payloads;
 mod pipeline;
+mod readme;
+mod storage;
 mod sync;
 mod test_app;
 mod user_service;

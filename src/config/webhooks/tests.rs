@@ -40,7 +40,10 @@ fn project_scoped_webhook_gets_phone_number_lifecycle_events() {
 #[test]
 fn message_events_on_a_project_webhook_name_the_key_and_the_fix() {
     let err = error(&hook("events = [\"whatsapp.message.received\"]"));
-    assert!(err.contains("webhooks[0].events[0]"), "{err}");
+    assert!(
+        err.contains("webhooks[0] (name = \"support\").events[0]"),
+        "{err}"
+    );
     assert!(err.contains("set `phone_number_id`"), "{err}");
 }
 
@@ -49,7 +52,10 @@ fn project_events_on_a_number_webhook_are_rejected() {
     let err = error(&hook(
         "phone_number_id = \"1\"\nevents = [\"whatsapp.phone_number.created\"]",
     ));
-    assert!(err.contains("webhooks[0].events[0]"), "{err}");
+    assert!(
+        err.contains("webhooks[0] (name = \"support\").events[0]"),
+        "{err}"
+    );
     assert!(err.contains("without `phone_number_id`"), "{err}");
 }
 
@@ -59,26 +65,45 @@ fn unknown_and_repeated_events_are_rejected() {
         "phone_number_id = \"1\"\nevents = [\"whatsapp.message.recieved\"]",
     ));
     assert!(err.contains("not a Kapso event type"), "{err}");
+    assert!(
+        err.contains("did you mean `whatsapp.message.received`?"),
+        "{err}"
+    );
     let err = error(&hook(
         "phone_number_id = \"1\"\nevents = [\"whatsapp.message.read\", \"whatsapp.message.read\"]",
     ));
-    assert!(err.contains("webhooks[0].events[1]"), "{err}");
+    assert!(
+        err.contains("webhooks[0] (name = \"support\").events[1]"),
+        "{err}"
+    );
     let err = error(&hook("phone_number_id = \"1\"\nevents = []"));
-    assert!(err.contains("webhooks[0].events"), "{err}");
+    assert!(
+        err.contains("webhooks[0] (name = \"support\").events"),
+        "{err}"
+    );
 }
 
 #[test]
 fn meta_kind_needs_a_number_and_refuses_kapso_only_keys() {
     let err = error(&hook("kind = \"meta\""));
-    assert!(err.contains("webhooks[0].phone_number_id"), "{err}");
+    assert!(
+        err.contains("webhooks[0] (name = \"support\").phone_number_id"),
+        "{err}"
+    );
     let err = error(&hook(
         "kind = \"meta\"\nphone_number_id = \"1\"\nkapso_buffer = {}",
     ));
-    assert!(err.contains("webhooks[0].kapso_buffer"), "{err}");
+    assert!(
+        err.contains("webhooks[0] (name = \"support\").kapso_buffer"),
+        "{err}"
+    );
     let config = parse(&hook("kind = \"meta\"\nphone_number_id = \"1\"")).unwrap();
     assert!(config.webhooks[0].effective_events().is_empty());
     let err = error(&hook("kind = \"slack\""));
-    assert!(err.contains("webhooks[0].kind"), "{err}");
+    assert!(
+        err.contains("webhooks[0] (name = \"support\").kind"),
+        "{err}"
+    );
     assert!(err.contains("`meta`"), "{err}");
 }
 
@@ -89,7 +114,7 @@ fn one_meta_webhook_per_number() {
         hook("kind = \"meta\"\nphone_number_id = \"1\"")
     );
     let err = error(&two);
-    assert!(err.contains("webhooks[1].kind"), "{err}");
+    assert!(err.contains("webhooks[1] (name = \"raw\").kind"), "{err}");
 }
 
 #[test]
@@ -97,7 +122,10 @@ fn payload_version_is_v1_or_v2() {
     let config = parse(&hook("payload_version = \"v1\"")).unwrap();
     assert_eq!(config.webhooks[0].payload_version, Some(PayloadVersion::V1));
     let err = error(&hook("payload_version = \"v3\""));
-    assert!(err.contains("webhooks[0].payload_version"), "{err}");
+    assert!(
+        err.contains("webhooks[0] (name = \"support\").payload_version"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -118,7 +146,10 @@ fn kapso_buffer_gets_defaults_and_limits() {
         let err = error(&hook(&format!(
             "phone_number_id = \"1\"\nevents = [\"whatsapp.message.received\"]\nkapso_buffer = {{ {keys} }}"
         )));
-        assert!(err.contains(key), "{err}");
+        assert!(
+            err.contains(&format!("webhooks[0] (name = \"support\").{key}")),
+            "{err}"
+        );
     }
     let err = error(&hook(
         "phone_number_id = \"1\"\nkapso_buffer = { size = 3 }",
@@ -129,11 +160,20 @@ fn kapso_buffer_gets_defaults_and_limits() {
 #[test]
 fn inactivity_minutes_headers_and_phone_number_id_are_checked() {
     let err = error(&hook("phone_number_id = \"1\"\ninactivity_minutes = 0"));
-    assert!(err.contains("webhooks[0].inactivity_minutes"), "{err}");
+    assert!(
+        err.contains("webhooks[0] (name = \"support\").inactivity_minutes"),
+        "{err}"
+    );
     let err = error(&hook("headers = { \"Bad Header\" = \"x\" }"));
-    assert!(err.contains("webhooks[0].headers"), "{err}");
+    assert!(
+        err.contains("webhooks[0] (name = \"support\").headers"),
+        "{err}"
+    );
     let err = error(&hook("phone_number_id = \"+1 555\""));
-    assert!(err.contains("webhooks[0].phone_number_id"), "{err}");
+    assert!(
+        err.contains("webhooks[0] (name = \"support\").phone_number_id"),
+        "{err}"
+    );
     let config = parse(&hook(
         "phone_number_id = \"1\"\ninactivity_minutes = 30\nheaders = { X-Env = \"prod\" }\nactive = false\nsync = false",
     ))

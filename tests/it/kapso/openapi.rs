@@ -1,5 +1,6 @@
-//! Checks JSON bodies against Kapso's OpenAPI excerpts in `shared/kapso/openapi/` (loaded at
-//! test time, never hand-copied): `$ref`, `type` (incl. "null"), `required`, `properties`,
+//! Checks JSON bodies against Kapso's OpenAPI excerpts in `tests/fixtures/kapso-openapi/`
+//! (verbatim extracts of Kapso's public documents, loaded at test time; their README names the
+//! source): `$ref`, `type` (incl. "null"), `required`, `properties`,
 //! `items`, `enum`, `const`, length/size/range limits, `format: uri`, `oneOf`/`anyOf`/`allOf`.
 
 use std::path::PathBuf;
@@ -11,9 +12,9 @@ pub struct Spec {
     root: Value,
 }
 
-/// `shared/kapso/openapi/` beside the repository (CI keeps a copy at the same relative path).
+/// `tests/fixtures/kapso-openapi/` in this repository.
 fn openapi_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/kapso/openapi")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/kapso-openapi")
 }
 
 impl Spec {
@@ -21,8 +22,8 @@ impl Spec {
         let path = openapi_dir().join(file);
         let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
             panic!(
-                "cannot read the Kapso OpenAPI excerpt {} ({e}); these tests need the shared/ \
-                 directory beside the repository (shared/kapso/openapi/{file})",
+                "cannot read the Kapso OpenAPI excerpt {} ({e}); it is a fixture of this \
+                 repository (tests/fixtures/kapso-openapi/{file})",
                 path.display()
             )
         });
