@@ -20,22 +20,35 @@ if [ -z "${NO_BUILD:-}" ]; then
   cargo build --release --locked --bins >&2
 fi
 
+# in_section N PATTERN FIELD FILE: the value after word FIELD on the first line matching PATTERN
+# inside section "--- N." of a bench.sh output.
+in_section() {
+  awk -v sec="--- $1." -v pat="$2" -v key="$3" '
+    index($0, "--- ") == 1 { s = (index($0, sec) == 1) }
+    s && $0 ~ pat { for (i = 1; i <= NF; i++) if ($i == key) { print $(i + 1); exit } }' "$4"
+}
+
 # field NAME FILE: one figure from a bench.sh output.
 field() {
   local file="$2"
   case "$1" in
     throughput) awk '/^--- 1\./ { s = 1 } s && /throughput/ { print $2; exit }' "$file" ;;
-    rate_p99) awk '/^--- 2\./ { s = 1 } s && /latency ms/ { for (i = 1; i <= NF; i++) if ($i == "p99") { print $(i + 1); exit } }' "$file" ;;
-    e2e_matched) awk '/replies .* matched/ { print $2; exit }' "$file" ;;
-    e2e_missing) awk '/replies .* matched/ { print $4; exit }' "$file" ;;
-    e2e_p50) awk '/e2e ms/ { for (i = 1; i <= NF; i++) if ($i == "p50") { print $(i + 1); exit } }' "$file" ;;
-    e2e_p99) awk '/e2e ms/ { for (i = 1; i <= NF; i++) if ($i == "p99") { print $(i + 1); exit } }' "$file" ;;
+    rate_p99) in_section 2 "latency ms" p99 "$file" ;;
+    e2e_missing) in_section 3 "^  replies" matched, "$file" ;;
+    e2e_p50) in_section 3 "e2e ms" p50 "$file" ;;
+    e2e_p99) in_section 3 "e2e ms" p99 "$file" ;;
+    e2e_ack_p99) in_section 3 "ack ms" p99 "$file" ;;
+    max_rate) in_section 4 "^  rate" rate "$file" ;;
+    backlog_rate) in_section 5 "^  rate" rate "$file" ;;
+    claim_10) awk '/^--- 6\./ { s = 1 } s && $1 ~ /^[0-9]+$/ { n++; if (n == 1) { print $3; exit } }' "$file" ;;
+    claim_10k) awk '/^--- 6\./ { s = 1 } s && $1 ~ /^[0-9]+$/ { n++; if (n == 2) { print $3; exit } }' "$file" ;;
+    claim_100k) awk '/^--- 6\./ { s = 1 } s && $1 ~ /^[0-9]+$/ { n++; if (n == 3) { print $3; exit } }' "$file" ;;
   esac
 }
 
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "?"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
-FIELDS="throughput rate_p99 e2e_matched e2e_missing e2e_p50 e2e_p99"
+FIELDS="throughput rate_p99 e2e_missing e2e_p50 e2e_p99 e2e_ack_p99 max_rate backlog_rate claim_10 claim_10k claim_100k"
 declare -A values
 for n in $(seq 1 "$RUNS"); do
   out="target/bench/median-$n.txt"
@@ -52,16 +65,21 @@ echo "================ switchboard benchmark: median of $RUNS back-to-back runs 
 echo "date        $(date -u +%Y-%m-%dT%H:%M:%SZ)"
 echo "commit      $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD 2>/dev/null || echo ' (+ uncommitted changes)')"
 echo "machine     $(nproc) cores, $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null), $(uname -sr)"
-echo "knobs       DURATION=${DURATION:-10} RATE=${RATE:-1000} E2E_RATE=${E2E_RATE:-500} E2E_DURATION=${E2E_DURATION:-20} CONCURRENCY=${CONCURRENCY:-64}"
+echo "knobs       DURATION=${DURATION:-10} RATE=${RATE:-1000} E2E_RATE=${E2E_RATE:-1000} E2E_DURATION=${E2E_DURATION:-60} E2E_MAX_RATE=${E2E_MAX_RATE:-2000} BACKLOG=${BACKLOG:-50000} CONCURRENCY=${CONCURRENCY:-64}"
 printf '%-40s %-28s %s\n' "figure" "runs" "median"
 label() {
   case "$1" in
-    throughput) echo "1. max throughput (deliveries/s)" ;;
-    rate_p99) echo "2. ack p99 at fixed rate (ms)" ;;
-    e2e_matched) echo "3. e2e replies that arrived" ;;
+    throughput) echo "1. ingest max (deliveries/s)" ;;
+    rate_p99) echo "2. ingest ack p99 at fixed rate (ms)" ;;
     e2e_missing) echo "3. e2e replies missing" ;;
     e2e_p50) echo "3. e2e p50 (ms)" ;;
     e2e_p99) echo "3. e2e p99 (ms)" ;;
+    e2e_ack_p99) echo "3. ack p99 during e2e (ms)" ;;
+    max_rate) echo "4. replies/s offered E2E_MAX_RATE" ;;
+    backlog_rate) echo "5. backlog drain (replies/s)" ;;
+    claim_10) echo "6. take p50 (us), ~2k queued" ;;
+    claim_10k) echo "6. take p50 (us), ~12k queued" ;;
+    claim_100k) echo "6. take p50 (us), ~102k queued" ;;
   esac
 }
 for f in $FIELDS; do

@@ -3,7 +3,11 @@
 #   1. maximum throughput: closed loop, CONCURRENCY workers, DURATION s (default 64, 10 s)
 #   2. latency at a fixed rate: open loop, RATE deliveries/s, RATE_DURATION s (default 1000, 20 s)
 #   3. end to end: delivery -> echo route -> Meta proxy call (e2ebench's own fake proxy),
-#      open loop, E2E_RATE events/s for E2E_DURATION s (default 500, 20 s), buffering off
+#      open loop, E2E_RATE events/s for E2E_DURATION s (default 1000, 60 s), buffering off
+#   4. the same at E2E_MAX_RATE events/s (default 2000): can the pipeline sustain it?
+#   5. backlog: BACKLOG deliveries (default 50000) posted as fast as ingest takes them, then
+#      drained; replies per 5 s window show whether the rate falls as the backlog grows
+#   6. claim cost: claimbench, taking the next job with 10, 10,000 and 100,000 queued
 # against a release build started on a fresh database, then prints a summary.
 #
 # Usage: scripts/bench.sh
@@ -14,7 +18,9 @@
 #   CONCURRENCY    workers of run 1 and in-flight limit of run 2 (default 64)
 #   WARMUP         warm-up seconds before each run, not counted (default 1)
 #   BATCH          events per delivery (default 1)
-#   E2E_RATE       events/s of run 3 (default 500); E2E_DURATION its seconds (default 20)
+#   E2E_RATE       events/s of run 3 (default 1000); E2E_DURATION seconds of runs 3-4 (default 60)
+#   E2E_MAX_RATE   events/s of run 4 (default 2000)
+#   BACKLOG        deliveries of run 5 (default 50000)
 #   BENCH_PROXY    where e2ebench's fake Meta proxy listens (default 127.0.0.1:18090)
 #   BENCH_LISTEN   address the server listens on (default 127.0.0.1:8080; loopback only)
 #   BENCH_TMPDIR   where the fresh database directory is created (default target/bench, i.e. the
@@ -28,8 +34,10 @@ cd "$(dirname "$0")/.."
 RUN1_DURATION="${DURATION:-10}"
 RUN2_DURATION="${RATE_DURATION:-${DURATION:-20}}"
 RATE="${RATE:-1000}"
-E2E_RATE="${E2E_RATE:-500}"
-E2E_DURATION="${E2E_DURATION:-20}"
+E2E_RATE="${E2E_RATE:-1000}"
+E2E_DURATION="${E2E_DURATION:-60}"
+E2E_MAX_RATE="${E2E_MAX_RATE:-2000}"
+BACKLOG="${BACKLOG:-50000}"
 CONCURRENCY="${CONCURRENCY:-64}"
 WARMUP="${WARMUP:-1}"
 BATCH="${BATCH:-1}"
@@ -41,7 +49,7 @@ case "$BENCH_LISTEN" in
   127.*:* | localhost:* | "[::1]":*) ;;
   *) echo "bench: BENCH_LISTEN must be a loopback address, got $BENCH_LISTEN" >&2; exit 2 ;;
 esac
-for v in RUN1_DURATION RUN2_DURATION RATE CONCURRENCY WARMUP BATCH E2E_RATE E2E_DURATION; do
+for v in RUN1_DURATION RUN2_DURATION RATE CONCURRENCY WARMUP BATCH E2E_RATE E2E_DURATION E2E_MAX_RATE BACKLOG; do
   if ! [[ "${!v}" =~ ^[0-9]+$ ]]; then
     echo "bench: $v must be a whole number, got '${!v}'" >&2
     exit 2
@@ -198,22 +206,37 @@ stop_server
 log "server exited with status ${SERVER_RC:-?}"
 INGEST_SERVER_RC="${SERVER_RC:-?}"
 
-# 3. End to end: a fresh server whose echo route replies to every message through e2ebench's
-#    Meta proxy; latency from the scheduled delivery to the proxy call.
-# Start from a quiet disk: drop the ingest runs' database and flush its dirty pages, so their
-# writeback does not compete with this run's fsyncs.
-rm -f "$WORKDIR"/switchboard.db*
-sync
-export BENCH_DB="$WORKDIR/e2e.db"
+# 3-5. End to end: each pass on a fresh server and database whose echo route replies to every
+#    message through e2ebench's Meta proxy (buffering off, 64 workers).
 export BENCH_PROXY="${BENCH_PROXY:-127.0.0.1:18090}"
-start_server config/bench-e2e.toml
-log "run e2e: e2ebench --rate $E2E_RATE --duration $E2E_DURATION"
+# run_e2e NAME SECONDS_LIMIT ARGS...: one e2ebench pass, output in $WORKDIR/NAME.out.
+run_e2e() {
+  local name="$1" limit="$2"
+  shift 2
+  # Start from a quiet disk: drop the previous database and flush its dirty pages.
+  rm -f "$WORKDIR"/*.db "$WORKDIR"/*.db-* "$WORKDIR"/*.db.lock
+  sync
+  export BENCH_DB="$WORKDIR/$name.db"
+  start_server config/bench-e2e.toml
+  log "run $name: e2ebench $*"
+  local rc=0
+  timeout --signal=INT --kill-after=10 "$limit" \
+    target/release/e2ebench --url "$BASE/webhooks/bench" --secret bench-secret \
+    --proxy-listen "$BENCH_PROXY" "$@" >"$WORKDIR/$name.out" 2>&1 || rc=$?
+  stop_server
+  return "$rc"
+}
 RC3=0
-timeout --signal=INT --kill-after=10 $((E2E_DURATION + 60)) \
-  target/release/e2ebench --url "$BASE/webhooks/bench" --secret bench-secret \
-  --proxy-listen "$BENCH_PROXY" --rate "$E2E_RATE" --duration "$E2E_DURATION" \
-  >"$WORKDIR/e2e.out" 2>&1 || RC3=$?
-stop_server
+RC4=0
+RC5=0
+run_e2e e2e $((E2E_DURATION + 90)) --rate "$E2E_RATE" --duration "$E2E_DURATION" || RC3=$?
+run_e2e e2emax $((E2E_DURATION + 120)) --rate "$E2E_MAX_RATE" --duration "$E2E_DURATION" --drain 60 || RC4=$?
+run_e2e backlog 300 --backlog "$BACKLOG" --drain 120 || RC5=$?
+
+# 6. Claim cost by backlog size, on the job queue itself.
+RC6=0
+log "run claim: claimbench"
+timeout 600 target/release/claimbench --dir "$WORKDIR/claim" >"$WORKDIR/claim.out" 2>&1 || RC6=$?
 
 block() {
   local name="$1"
@@ -249,6 +272,15 @@ echo
 echo "--- 3. end to end (open loop, $E2E_RATE deliveries/s, ${E2E_DURATION}s, buffering off, echo reply through the Meta proxy) [e2ebench exit $RC3]"
 cat "$WORKDIR/e2e.out"
 echo
+echo "--- 4. end to end at $E2E_MAX_RATE deliveries/s for ${E2E_DURATION}s [e2ebench exit $RC4]"
+cat "$WORKDIR/e2emax.out"
+echo
+echo "--- 5. backlog: $BACKLOG deliveries posted as fast as accepted, then drained [e2ebench exit $RC5]"
+cat "$WORKDIR/backlog.out"
+echo
+echo "--- 6. claim cost by backlog (take = the next runnable job; finish = its outcome committed) [claimbench exit $RC6]"
+cat "$WORKDIR/claim.out"
+echo
 THROUGHPUT="$(awk '/throughput/ { print $2; exit }' "$WORKDIR/max.out")"
 P99="$(awk '/latency ms/ { for (i = 1; i <= NF; i++) if ($i == "p99") { print $(i + 1); exit } }' "$WORKDIR/rate.out")"
 verdict() { if awk -v v="$1" -v t="$2" -v op="$3" 'BEGIN { exit !(v != "" && (op == ">=" ? v + 0 >= t : v + 0 < t)) }'; then echo PASS; else echo FAIL; fi; }
@@ -256,11 +288,15 @@ echo "targets     max throughput >= 5000 deliveries/s: ${THROUGHPUT:-?} -> $(ver
 echo "            p99 < 25 ms at $RATE deliveries/s:    ${P99:-?} ms -> $(verdict "$P99" 25 "<")"
 E2E_P99="$(awk '/e2e ms/ { for (i = 1; i <= NF; i++) if ($i == "p99") { print $(i + 1); exit } }' "$WORKDIR/e2e.out")"
 echo "            e2e p99 < 50 ms at $E2E_RATE events/s:   ${E2E_P99:-?} ms -> $(verdict "$E2E_P99" 50 "<")"
+MAX_RATE="$(awk '/^  rate / { print $2; exit }' "$WORKDIR/e2emax.out")"
+echo "            >= 2000 replies/s offered $E2E_MAX_RATE/s:  ${MAX_RATE:-?} -> $(verdict "$MAX_RATE" 2000 ">=")"
+DRAIN_RATE="$(awk '/^  rate / { print $2; exit }' "$WORKDIR/backlog.out")"
+echo "            backlog drains >= 2000 replies/s:   ${DRAIN_RATE:-?} -> $(verdict "$DRAIN_RATE" 2000 ">=")"
 if [ "$RATE" != 1000 ]; then
   echo "            (the latency target is defined at 1000 deliveries/s; RATE=$RATE)"
 fi
 echo "======================================================="
 
-if [ "$RC1" != 0 ] || [ "$RC2" != 0 ] || [ "$RC3" != 0 ]; then
+if [ "$RC1" != 0 ] || [ "$RC2" != 0 ] || [ "$RC3" != 0 ] || [ "$RC4" != 0 ] || [ "$RC5" != 0 ] || [ "$RC6" != 0 ]; then
   exit 1
 fi

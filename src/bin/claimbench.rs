@@ -3,8 +3,9 @@
 //! For each backlog size it creates a fresh SQLite database (in `--dir`, on the project disk),
 //! writes that many queued jobs (spread over `--lanes` conversations), loads them into the job
 //! queue the server uses, then times `--samples` rounds of take → finish(done) through the real
-//! queue and its group-committed writes. The figures per size should be about equal: claiming
-//! walks an in-memory ordered set, not the table.
+//! queue and its group-committed writes. After each round one new job is committed and offered
+//! (not timed), so the backlog stays at its size. The figures per size should be about equal:
+//! claiming walks an in-memory ordered set, not the table.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -20,7 +21,8 @@ use switchboard::clock::Clock;
 use switchboard::config::StorageConfig;
 use switchboard::db;
 use switchboard::jobs::queue::{JobQueue, LocalQueue};
-use switchboard::jobs::store::Finish;
+use switchboard::jobs::store::{self, Finish};
+use switchboard::jobs::NewJob;
 use switchboard::metrics::Metrics;
 use switchboard::write_priority::WritePriority;
 use switchboard::write_queue::WriteQueue;
@@ -83,7 +85,7 @@ async fn run(args: Args) -> Result<()> {
             ..StorageConfig::default()
         };
         let pool = db::open_for_server(&storage).await?;
-        fill(&pool, size + args.samples, args.lanes).await?;
+        fill(&pool, size, args.lanes).await?;
         let (writes, writer) = WriteQueue::start(pool.clone(), 512, WritePriority::default());
         let load_started = Instant::now();
         let queue = LocalQueue::recover(
@@ -106,6 +108,7 @@ async fn run(args: Args) -> Result<()> {
             take_ns.push(started.elapsed().as_nanos());
             queue.finish(&job, Finish::Done).await?;
             round_ns.push(started.elapsed().as_nanos());
+            refill(&pool, &queue, args.lanes).await?;
         }
         drop(queue);
         drop(writes);
@@ -116,7 +119,7 @@ async fn run(args: Args) -> Result<()> {
         let median = |v: &[u128]| v[v.len() / 2] as f64 / 1000.0;
         let p99 = |v: &[u128]| v[(v.len() * 99 / 100).min(v.len() - 1)] as f64 / 1000.0;
         results.push(serde_json::json!({
-            "queued": size + args.samples,
+            "queued": size,
             "load_ms": load.as_secs_f64() * 1000.0,
             "take_us": { "p50": median(&take_ns), "p99": p99(&take_ns) },
             "take_and_finish_us": { "p50": median(&round_ns), "p99": p99(&round_ns) },
@@ -162,5 +165,34 @@ async fn fill(pool: &SqlitePool, count: usize, lanes: usize) -> Result<()> {
         .await?;
     }
     tx.commit().await?;
+    Ok(())
+}
+
+/// Commits one more queued job and offers it, as the dispatcher would.
+async fn refill(pool: &SqlitePool, queue: &LocalQueue, lanes: usize) -> Result<()> {
+    let mut conn = pool.acquire().await?;
+    sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+    let next: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) + 1 FROM jobs")
+        .fetch_one(&mut *conn)
+        .await?;
+    let job = NewJob {
+        route: "bench".into(),
+        handler: "log".into(),
+        webhook: "bench".into(),
+        event_type: "whatsapp.message.received".into(),
+        conversation: Some(format!("conv-{}", next % i64::try_from(lanes.max(1))?)),
+        ordering_key: Some(format!(
+            "bench\u{1f}conv-{}",
+            next % i64::try_from(lanes.max(1))?
+        )),
+        order_ts: next,
+        order_seq: next,
+        event_ids: Vec::new(),
+        max_attempts: 8,
+        run_at: 0,
+    };
+    let ids = store::enqueue_all(&mut conn, std::slice::from_ref(&job), 0).await?;
+    sqlx::query("COMMIT").execute(&mut *conn).await?;
+    queue.offer(vec![job.into_unfinished(ids[0], 0)]);
     Ok(())
 }

@@ -62,7 +62,8 @@ impl BufferOverride {
 #[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct JobsConfig {
-    /// Jobs run at the same time.
+    /// Jobs run at the same time (each waits mostly on Kapso or the user's service, so many
+    /// are cheap).
     pub workers: usize,
     /// Attempts before a job is dead-lettered (a route may override).
     pub max_attempts: u32,
@@ -70,7 +71,10 @@ pub struct JobsConfig {
     pub backoff_base_ms: u64,
     /// Longest retry delay.
     pub backoff_max_ms: u64,
-    /// A claimed job not finished within this time is considered abandoned and runs again.
+    /// How long a job may be held by a process that shares the queue with others before it is
+    /// taken as abandoned. The single-server SQLite queue does not need it: its jobs are its
+    /// own, and those a previous process left running run again at once on restart. Kept for
+    /// a queue shared by several servers; still bounds the `http` handler's timeout.
     pub lease_ms: u64,
     /// Fallback poll interval; workers are normally woken as soon as work arrives.
     pub poll_interval_ms: u64,
@@ -79,7 +83,7 @@ pub struct JobsConfig {
 impl Default for JobsConfig {
     fn default() -> Self {
         JobsConfig {
-            workers: 4,
+            workers: 32,
             max_attempts: 8,
             backoff_base_ms: 1_000,
             backoff_max_ms: 300_000,

@@ -99,6 +99,9 @@ pub struct JobContext<'a> {
     pub id: i64,
     /// 1 for the first attempt.
     pub attempt: i64,
+    /// The first attempt of a job this process created: nothing was planned for it before,
+    /// so the ledger need not be read.
+    pub fresh: bool,
     pub event_type: &'a str,
     pub webhook: &'a str,
 }
@@ -137,11 +140,14 @@ impl Handlers {
     /// Runs a job to completion or to its first failure.
     pub async fn run(&self, input: &JobInput<'_>) -> Result<RunReport, Failure> {
         // A retried (or replayed) job resumes what an earlier attempt planned.
-        let mut rows = self
-            .ledger
-            .planned(input.job.id)
-            .await
-            .map_err(db_failure)?;
+        let mut rows = if input.job.fresh {
+            Vec::new()
+        } else {
+            self.ledger
+                .planned(input.job.id)
+                .await
+                .map_err(db_failure)?
+        };
         if rows.is_empty() {
             let actions = self.plan(input).await?;
             if actions.is_empty() {

@@ -57,6 +57,7 @@ impl NewJob {
                 attempts: 0,
                 max_attempts: i64::from(self.max_attempts),
                 created_at: now,
+                fresh: true,
             },
             ordering_key: self.ordering_key,
             order_ts: self.order_ts,

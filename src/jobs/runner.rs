@@ -104,6 +104,7 @@ impl Runner {
             job: JobContext {
                 id: job.id,
                 attempt: job.attempts,
+                fresh: job.fresh && job.attempts == 1,
                 event_type: &job.event_type,
                 webhook: &job.webhook,
             },

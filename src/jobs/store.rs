@@ -33,6 +33,10 @@ pub struct ClaimedJob {
     pub attempts: i64,
     pub max_attempts: i64,
     pub created_at: i64,
+    /// Created by this process and never run before: no send plan can exist for it yet.
+    /// Jobs read from the table (at startup, or put back by a manual retry) are not fresh.
+    #[sqlx(skip)]
+    pub fresh: bool,
 }
 
 impl ClaimedJob {
