@@ -6,6 +6,7 @@
 #
 # Usage: scripts/bench-median.sh            (every knob of scripts/bench.sh applies to each run)
 #   RUNS=5 scripts/bench-median.sh
+#   REPORT_ONLY=1 scripts/bench-median.sh     summarise the runs already in target/bench again
 # Each run's full output is kept in target/bench/median-N.txt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,7 +17,7 @@ if ! [[ "$RUNS" =~ ^[1-9][0-9]*$ ]]; then
   exit 2
 fi
 mkdir -p target/bench
-if [ -z "${NO_BUILD:-}" ]; then
+if [ -z "${NO_BUILD:-}" ] && [ -z "${REPORT_ONLY:-}" ]; then
   cargo build --release --locked --bins >&2
 fi
 
@@ -32,7 +33,7 @@ in_section() {
 field() {
   local file="$2"
   case "$1" in
-    throughput) awk '/^--- 1\./ { s = 1 } s && /throughput/ { print $2; exit }' "$file" ;;
+    throughput) in_section 1 "^  throughput" throughput "$file" ;;
     rate_p99) in_section 2 "latency ms" p99 "$file" ;;
     e2e_missing) in_section 3 "^  replies" matched, "$file" ;;
     e2e_p50) in_section 3 "e2e ms" p50 "$file" ;;
@@ -53,17 +54,18 @@ declare -A values
 for n in $(seq 1 "$RUNS"); do
   out="target/bench/median-$n.txt"
   echo "bench-median: run $n of $RUNS -> $out" >&2
-  rc=0
-  NO_BUILD=1 bash scripts/bench.sh >"$out" 2>&1 || rc=$?
-  [ "$rc" = 0 ] || echo "bench-median: run $n exited $rc (a target missed or a run failed; see $out)" >&2
+  if [ -z "${REPORT_ONLY:-}" ]; then
+    rc=0
+    NO_BUILD=1 bash scripts/bench.sh >"$out" 2>&1 || rc=$?
+    [ "$rc" = 0 ] || echo "bench-median: run $n exited $rc (a target missed or a run failed; see $out)" >&2
+  fi
   for f in $FIELDS; do
     values[$f]="${values[$f]:-} $(field "$f" "$out")"
   done
 done
 
 echo "================ switchboard benchmark: median of $RUNS back-to-back runs ================"
-echo "date        $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-echo "commit      $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD 2>/dev/null || echo ' (+ uncommitted changes)')"
+echo "runs        $(for n in $(seq 1 "$RUNS"); do awk '/^date/ { d = $2 } /^commit/ { c = $2 } END { printf "%s@%s ", d, c }' "target/bench/median-$n.txt"; done)"
 echo "machine     $(nproc) cores, $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null), $(uname -sr)"
 echo "knobs       DURATION=${DURATION:-10} RATE=${RATE:-1000} E2E_RATE=${E2E_RATE:-1000} E2E_DURATION=${E2E_DURATION:-60} E2E_MAX_RATE=${E2E_MAX_RATE:-2000} BACKLOG=${BACKLOG:-50000} CONCURRENCY=${CONCURRENCY:-64}"
 printf '%-40s %-28s %s\n' "figure" "runs" "median"
@@ -77,9 +79,9 @@ label() {
     e2e_ack_p99) echo "3. ack p99 during e2e (ms)" ;;
     max_rate) echo "4. replies/s offered E2E_MAX_RATE" ;;
     backlog_rate) echo "5. backlog drain (replies/s)" ;;
-    claim_10) echo "6. take p50 (us), ~2k queued" ;;
-    claim_10k) echo "6. take p50 (us), ~12k queued" ;;
-    claim_100k) echo "6. take p50 (us), ~102k queued" ;;
+    claim_10) echo "6. take p50 (us), 10 queued" ;;
+    claim_10k) echo "6. take p50 (us), 10,000 queued" ;;
+    claim_100k) echo "6. take p50 (us), 100,000 queued" ;;
   esac
 }
 for f in $FIELDS; do

@@ -1,7 +1,7 @@
 //! The SQLite pool (WAL, durable commits, busy timeout, foreign keys) and the migrations in
 //! `migrations/`, embedded in the binary.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -111,17 +111,29 @@ pub async fn open_existing(storage: &StorageConfig) -> Result<SqlitePool, DbErro
     connect(storage, false).await
 }
 
-async fn connect(storage: &StorageConfig, create: bool) -> Result<SqlitePool, DbError> {
+/// The database file of `storage` and the options every connection to it starts from.
+fn file_options(storage: &StorageConfig) -> Result<(PathBuf, SqliteConnectOptions), DbError> {
     let path = storage
         .sqlite_path()
         .ok_or_else(|| DbError::NotSqlite(storage.url.clone()))?;
+    let options = SqliteConnectOptions::from_str("sqlite://")
+        .map_err(|source| DbError::Open {
+            path: path.display().to_string(),
+            source,
+        })?
+        .filename(&path)
+        .busy_timeout(Duration::from_millis(storage.busy_timeout_ms))
+        .pragma("temp_store", "memory");
+    Ok((path, options))
+}
+
+async fn connect(storage: &StorageConfig, create: bool) -> Result<SqlitePool, DbError> {
+    let (path, options) = file_options(storage)?;
     let open_err = |source| DbError::Open {
         path: path.display().to_string(),
         source,
     };
-    let options = SqliteConnectOptions::from_str("sqlite://")
-        .map_err(open_err)?
-        .filename(&path)
+    let options = options
         .create_if_missing(create)
         // The server checkpoints the WAL from its own connection (see `checkpoint_loop`), so
         // no commit of the writer stalls while pages are copied back and fsynced.
@@ -133,9 +145,7 @@ async fn connect(storage: &StorageConfig, create: bool) -> Result<SqlitePool, Db
             Synchronous::Full => SqliteSynchronous::Full,
             Synchronous::Extra => SqliteSynchronous::Extra,
         })
-        .busy_timeout(Duration::from_millis(storage.busy_timeout_ms))
-        .foreign_keys(true)
-        .pragma("temp_store", "memory");
+        .foreign_keys(true);
     // One connection: every write of the process (inbox group commits, dispatch, job claims and
     // outcomes) queues in-process, first come first served, instead of colliding in SQLite and
     // sleeping in its busy handler, which measured as 100 ms-1 s stalls under load. WAL readers
@@ -154,19 +164,12 @@ async fn connect(storage: &StorageConfig, create: bool) -> Result<SqlitePool, Db
 /// Read-only connections for the pipeline's reads (events, send plans, due buffers), so they
 /// never wait for the single writer connection. WAL lets them read while it writes.
 pub async fn open_reads(storage: &StorageConfig, connections: u32) -> Result<SqlitePool, DbError> {
-    let path = storage
-        .sqlite_path()
-        .ok_or_else(|| DbError::NotSqlite(storage.url.clone()))?;
+    let (path, options) = file_options(storage)?;
     let open_err = |source| DbError::Open {
         path: path.display().to_string(),
         source,
     };
-    let options = SqliteConnectOptions::from_str("sqlite://")
-        .map_err(open_err)?
-        .filename(&path)
-        .read_only(true)
-        .busy_timeout(Duration::from_millis(storage.busy_timeout_ms))
-        .pragma("temp_store", "memory");
+    let options = options.read_only(true);
     SqlitePoolOptions::new()
         .max_connections(connections.max(1))
         .test_before_acquire(false)
@@ -189,7 +192,7 @@ pub fn lock_for_server(storage: &StorageConfig) -> Result<ServerLock, DbError> {
         .ok_or_else(|| DbError::NotSqlite(storage.url.clone()))?;
     let mut lock_path = path.into_os_string();
     lock_path.push(".lock");
-    let lock_path = std::path::PathBuf::from(lock_path);
+    let lock_path = PathBuf::from(lock_path);
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -220,14 +223,8 @@ pub async fn checkpoint_loop(
     shutdown: tokio_util::sync::CancellationToken,
 ) {
     use sqlx::ConnectOptions;
-    let Some(path) = storage.sqlite_path() else {
+    let Ok((_, options)) = file_options(&storage) else {
         return;
-    };
-    let options = match SqliteConnectOptions::from_str("sqlite://") {
-        Ok(options) => options
-            .filename(&path)
-            .busy_timeout(Duration::from_millis(storage.busy_timeout_ms)),
-        Err(_) => return,
     };
     let mut conn = match options.connect().await {
         Ok(conn) => conn,

@@ -111,11 +111,7 @@ impl Dispatcher {
         let ids: Vec<i64> = events.iter().map(|e| e.id).collect();
         inbox_store::mark_routed(&mut tx, &ids, now).await?;
         tx.commit().await?;
-        let enqueued: Vec<_> = new_jobs
-            .into_iter()
-            .zip(job_ids)
-            .map(|(job, id)| job.into_unfinished(id, now))
-            .collect();
+        let enqueued = NewJob::all_committed(new_jobs, job_ids, now);
         tracing::debug!(
             events = events.len(),
             jobs = enqueued.len(),

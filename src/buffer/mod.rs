@@ -100,11 +100,7 @@ impl Flusher {
             }
             let ids = job_store::enqueue_all(&mut tx, &new_jobs, now).await?;
             tx.commit().await?;
-            let jobs: Vec<_> = new_jobs
-                .into_iter()
-                .zip(ids)
-                .map(|(job, id)| job.into_unfinished(id, now))
-                .collect();
+            let jobs = NewJob::all_committed(new_jobs, ids, now);
             self.metrics
                 .buffered_messages
                 .dec_by(i64::try_from(messages).unwrap_or(i64::MAX));

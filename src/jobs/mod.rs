@@ -44,6 +44,14 @@ impl NewJob {
         })
     }
 
+    /// The jobs as the schedule holds them, once their rows (`ids`, in order) are committed.
+    pub fn all_committed(jobs: Vec<NewJob>, ids: Vec<i64>, now: i64) -> Vec<UnfinishedJob> {
+        jobs.into_iter()
+            .zip(ids)
+            .map(|(job, id)| job.into_unfinished(id, now))
+            .collect()
+    }
+
     /// The job as the schedule holds it, once its row `id` is committed.
     pub fn into_unfinished(self, id: i64, now: i64) -> UnfinishedJob {
         UnfinishedJob {
