@@ -68,6 +68,12 @@ pub struct App {
 impl App {
     /// Opens the database, applies migrations and starts the inbox writer.
     pub async fn build(config: Config) -> anyhow::Result<App> {
+        App::build_with_clock(config, Clock::System).await
+    }
+
+    /// Like [`App::build`], with the pipeline's time read from `clock` (debounce windows, due
+    /// times, backoff), so tests can move it by hand.
+    pub async fn build_with_clock(config: Config, clock: Clock) -> anyhow::Result<App> {
         let routes = Arc::new(Routes::new(&config).context("compiling [[routes]]")?);
         let kapso = match &config.kapso.api_key {
             Some(_) => {
@@ -79,12 +85,11 @@ impl App {
         let pool = db::open_for_server(&config.storage).await?;
         let lock = db::lock_for_server(&config.storage)?;
         let reads = db::open_reads(&config.storage, READ_CONNECTIONS).await?;
-        let clock = Clock::System;
         let metrics = Arc::new(Metrics::new());
         let priority = WritePriority::default();
         let (writes, write_task) =
             WriteQueue::start(pool.clone(), PIPELINE_WRITE_BATCH, priority.clone());
-        let queue = LocalQueue::recover(&pool, writes.clone(), clock, metrics.clone())
+        let queue = LocalQueue::recover(&pool, writes.clone(), clock.clone(), metrics.clone())
             .await
             .context("loading the job queue")?;
         let (_, buffered) = crate::buffer::store::open_counts(&pool)
@@ -177,7 +182,7 @@ impl App {
             poll_interval: poll,
             priority: self.priority.clone(),
             metrics: self.metrics.clone(),
-            clock: self.clock,
+            clock: self.clock.clone(),
         };
         tasks.spawn(dispatcher.run(shutdown.clone()));
         let flusher = Flusher {
@@ -189,7 +194,7 @@ impl App {
             poll_interval: poll,
             priority: self.priority.clone(),
             metrics: self.metrics.clone(),
-            clock: self.clock,
+            clock: self.clock.clone(),
         };
         tasks.spawn(flusher.run(shutdown.clone()));
         let ledger = Ledger {
@@ -203,7 +208,7 @@ impl App {
             handlers: Arc::new(Handlers::new(self.kapso.clone(), ledger)),
             config: self.config.jobs,
             metrics: self.metrics.clone(),
-            clock: self.clock,
+            clock: self.clock.clone(),
         });
         runner.spawn(tasks, shutdown);
     }

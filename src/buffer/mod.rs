@@ -46,23 +46,30 @@ impl Flusher {
             let notified = self.buffered.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let wait = match self.flush_due().await {
+            // The next flush time on the pipeline's clock, if one is known.
+            let next = match self.flush_due().await {
                 Ok(()) => match store::next_flush(&self.reads).await {
-                    Ok(Some(at)) => self.clock.until(at).min(self.poll_interval),
-                    Ok(None) => self.poll_interval,
+                    Ok(next) => next,
                     Err(err) => {
                         tracing::error!(error = %err, "buffer: cannot read the next flush time");
-                        self.poll_interval
+                        None
                     }
                 },
                 Err(err) => {
                     tracing::error!(error = %err, "buffer: flush failed, will retry");
-                    self.poll_interval
+                    None
+                }
+            };
+            let due = async {
+                match next {
+                    Some(at) => self.clock.sleep_until(at).await,
+                    None => std::future::pending().await,
                 }
             };
             tokio::select! {
                 () = &mut notified => {}
-                () = tokio::time::sleep(wait) => {}
+                () = due => {}
+                () = tokio::time::sleep(self.poll_interval) => {}
                 () = shutdown.cancelled() => break,
             }
         }

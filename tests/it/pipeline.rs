@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use serde_json::{json, Value};
+use switchboard::clock::{Clock, ManualTime};
 use switchboard::kapso_sim::{ScriptedResponse, SimConfig, SimulatedKapso};
 
 use crate::payloads::{batch, text_at, PHONE_NUMBER_ID};
@@ -76,6 +77,41 @@ async fn job_rows(app: &TestApp) -> Vec<(String, String, i64, Option<String>, St
     .unwrap();
     pool.close().await;
     rows
+}
+
+/// Pipeline time for the tests that move it by hand (any fixed instant will do).
+fn manual_time() -> std::sync::Arc<ManualTime> {
+    ManualTime::starting_at(1_764_090_000_000)
+}
+
+/// Waits until the pipeline has done everything it can at `time`'s current instant: every
+/// event routed, no buffer or job due, no job running, every write committed. With a manual
+/// clock nothing else can happen until the test advances it.
+async fn settled(app: &TestApp, time: &ManualTime) {
+    let now = time.now_ms();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let pool = app.db().await;
+        let (unrouted, due_buffers, active): (i64, i64, i64) = sqlx::query_as(
+            "SELECT (SELECT COUNT(*) FROM events WHERE routed_at IS NULL),
+                    (SELECT COUNT(*) FROM buffers WHERE flush_at <= ?1),
+                    (SELECT COUNT(*) FROM jobs
+                     WHERE state = 'running' OR (state = 'queued' AND run_at <= ?1))",
+        )
+        .bind(now)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+        if (unrouted, due_buffers, active) == (0, 0, 0) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the pipeline did not settle: {unrouted} unrouted, {due_buffers} buffers due, {active} jobs due or running"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 /// Waits (without sleeping blindly) until every job has reached `done` or `dead`.
@@ -164,16 +200,20 @@ handler = { kind = "reply", text = "Hi {{contact.name}}, how can we help with \"
 #[tokio::test]
 async fn burst_of_three_messages_inside_the_window_is_one_handler_run() {
     let sim = sim().await;
-    let app = TestApp::spawn_with(&pipeline_config(
-        &sim,
-        r#"
+    let time = manual_time();
+    let app = TestApp::spawn_with_clock(
+        &pipeline_config(
+            &sim,
+            r#"
 [[routes]]
 name = "summarise"
 on = "whatsapp.message.received"
-buffer = { enabled = true }
+buffer = { enabled = true, window_ms = 400 }
 handler = { kind = "reply", quote = false, text = "{{messages.count}} messages: {{messages.text}}" }
 "#,
-    ))
+        ),
+        Clock::Manual(time.clone()),
+    )
     .await;
 
     for (i, text) in ["hello?", "anyone there", "my order is late"]
@@ -188,8 +228,17 @@ handler = { kind = "reply", quote = false, text = "{{messages.count}} messages: 
             false,
         );
         assert_eq!(app.deliver(RECEIVED, &payload).await, 200);
+        // 300 ms apart: each message restarts the 400 ms window.
+        settled(&app, &time).await;
+        time.advance(Duration::from_millis(300));
     }
+    settled(&app, &time).await;
+    assert!(sim.sends().is_empty(), "100 ms of the window are left");
+    time.advance(Duration::from_millis(99));
+    settled(&app, &time).await;
+    assert!(sim.sends().is_empty(), "1 ms of the window is left");
 
+    time.advance(Duration::from_millis(1));
     let sends = sim.wait_for_sends(1, WAIT).await;
     assert_eq!(
         sends[0].body["text"]["body"],
@@ -295,18 +344,22 @@ async fn http_handler_reply_is_delivered_through_the_proxy() {
 }
 
 #[tokio::test]
-async fn proxy_500_then_200_retries_and_sends_once() {
+async fn proxy_500_then_200_retries_after_the_backoff_and_sends_once() {
     let sim = sim().await;
     sim.script(ScriptedResponse::status(500));
-    let app = TestApp::spawn_with(&pipeline_config(
-        &sim,
-        r#"
+    let time = manual_time();
+    let app = TestApp::spawn_with_clock(
+        &pipeline_config(
+            &sim,
+            r#"
 [[routes]]
 name = "echo"
 on = "whatsapp.message.received"
 handler = { kind = "reply", text = "echo: {{message.text}}" }
 "#,
-    ))
+        ),
+        Clock::Manual(time.clone()),
+    )
     .await;
     assert_eq!(
         app.deliver(
@@ -317,6 +370,13 @@ handler = { kind = "reply", text = "echo: {{message.text}}" }
         200
     );
 
+    // The first attempt failed; the retry waits for its backoff (10-20 ms with base 20 ms).
+    settled(&app, &time).await;
+    let jobs = job_rows(&app).await;
+    assert_eq!((jobs[0].1.as_str(), jobs[0].2), ("queued", 1), "{jobs:?}");
+    assert!(sim.sends().is_empty());
+
+    time.advance(Duration::from_millis(20));
     let jobs = settled_jobs(&app, 1).await;
     assert_eq!(jobs[0].1, "done");
     assert_eq!(
@@ -404,53 +464,42 @@ handler = { kind = "reply", text = "sorry for the wait" }
 }
 
 #[tokio::test]
-async fn restart_during_a_buffer_window_still_flushes() {
+async fn restart_during_a_buffer_window_still_flushes_when_it_closes() {
     let sim = sim().await;
-    let mut app = TestApp::spawn_with(&pipeline_config(
-        &sim,
-        r#"
+    let time = manual_time();
+    let mut app = TestApp::spawn_with_clock(
+        &pipeline_config(
+            &sim,
+            r#"
 [[routes]]
 name = "later"
 on = "whatsapp.message.received"
 buffer = { enabled = true, window_ms = 1500, max_wait_ms = 5000 }
 handler = { kind = "reply", text = "{{messages.count}}: {{messages.text}}" }
 "#,
-    ))
+        ),
+        Clock::Manual(time.clone()),
+    )
     .await;
-    assert_eq!(
-        app.deliver(
-            RECEIVED,
-            &text_at("wamid.W1", "conv-w", "first", 1_764_099_000, false)
-        )
-        .await,
-        200
-    );
-    assert_eq!(
-        app.deliver(
-            RECEIVED,
-            &text_at("wamid.W2", "conv-w", "second", 1_764_099_001, false)
-        )
-        .await,
-        200
-    );
-    // Both messages are waiting in the buffer (dispatch follows the 200 asynchronously).
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while app.count("buffered_events").await < 2 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "messages never reached the buffer"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
+    for (wamid, text, at) in [("wamid.W1", "first", 0), ("wamid.W2", "second", 1)] {
+        let payload = text_at(wamid, "conv-w", text, 1_764_099_000 + at, false);
+        assert_eq!(app.deliver(RECEIVED, &payload).await, 200);
     }
-    assert!(
-        sim.sends().is_empty(),
-        "the window (1.5 s) has not closed yet"
-    );
+    settled(&app, &time).await;
+    assert_eq!(app.count("buffered_events").await, 2);
+    time.advance(Duration::from_millis(1_499));
+    settled(&app, &time).await;
+    assert!(sim.sends().is_empty(), "1 ms of the window is left");
 
     app.restart().await;
+    settled(&app, &time).await;
+    assert!(sim.sends().is_empty(), "a restart does not flush early");
+    assert_eq!(app.count("buffered_events").await, 2);
 
+    time.advance(Duration::from_millis(1));
     let sends = sim.wait_for_sends(1, WAIT).await;
     assert_eq!(sends[0].body["text"]["body"], "2: first\nsecond");
+    settled(&app, &time).await;
     assert_eq!(app.count("buffered_events").await, 0);
 }
 

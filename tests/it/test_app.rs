@@ -6,6 +6,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::SqlitePool;
+use switchboard::clock::Clock;
 use switchboard::ingest::signature::sign;
 use switchboard::{App, Config};
 use tokio::task::JoinHandle;
@@ -22,6 +23,8 @@ pub struct TestApp {
     shutdown: CancellationToken,
     server: Option<JoinHandle<anyhow::Result<()>>>,
     dir: tempfile::TempDir,
+    /// The pipeline's clock, kept across restarts.
+    clock: Clock,
 }
 
 /// The config every test app starts from; `extra` is appended (more tables, overrides).
@@ -57,8 +60,18 @@ impl TestApp {
         TestApp::spawn_with_server("", extra).await
     }
 
+    /// Like [`TestApp::spawn_with`], with the pipeline's time read from `clock` (a
+    /// `Clock::Manual` lets the test move it by hand).
+    pub async fn spawn_with_clock(extra: &str, clock: Clock) -> TestApp {
+        TestApp::spawn_configured("", extra, clock).await
+    }
+
     /// Like [`TestApp::spawn_with`], with more `[server]` keys (e.g. `public_url = "..."`).
     pub async fn spawn_with_server(server_keys: &str, extra: &str) -> TestApp {
+        TestApp::spawn_configured(server_keys, extra, Clock::System).await
+    }
+
+    async fn spawn_configured(server_keys: &str, extra: &str, clock: Clock) -> TestApp {
         let dir = tempfile::tempdir().unwrap();
         let db_path = dir.path().join("switchboard.db");
         let config_text = config_text(&db_path, extra).replacen(
@@ -74,6 +87,7 @@ impl TestApp {
             shutdown: CancellationToken::new(),
             server: None,
             dir,
+            clock,
         };
         app.start().await;
         app
@@ -89,7 +103,9 @@ impl TestApp {
         let config = Config::parse("test.toml", &self.config_text, |_| None).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         self.base_url = format!("http://{}", listener.local_addr().unwrap());
-        let app = App::build(config).await.unwrap();
+        let app = App::build_with_clock(config, self.clock.clone())
+            .await
+            .unwrap();
         self.shutdown = CancellationToken::new();
         self.server = Some(tokio::spawn(app.serve(listener, self.shutdown.clone())));
     }
