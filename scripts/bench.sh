@@ -8,6 +8,8 @@
 #   5. backlog: BACKLOG deliveries (default 50000) posted as fast as ingest takes them, then
 #      drained; replies per 5 s window show whether the rate falls as the backlog grows
 #   6. claim cost: claimbench, taking the next job with 10, 10,000 and 100,000 queued
+#   7. buffering on: BURST_CONVERSATIONS conversations (default 20000) each send a burst of 3
+#      messages at E2E_MAX_RATE messages/s; one reply per burst, and how late buffers flush
 # against a release build started on a fresh database, then prints a summary.
 #
 # Usage: scripts/bench.sh
@@ -21,6 +23,7 @@
 #   E2E_RATE       events/s of run 3 (default 1000); E2E_DURATION seconds of runs 3-4 (default 60)
 #   E2E_MAX_RATE   events/s of run 4 (default 2000)
 #   BACKLOG        deliveries of run 5 (default 50000)
+#   BURST_CONVERSATIONS  conversations of run 7 (default 20000)
 #   BENCH_PROXY    where e2ebench's fake Meta proxy listens (default 127.0.0.1:18090)
 #   BENCH_LISTEN   address the server listens on (default 127.0.0.1:8080; loopback only)
 #   BENCH_TMPDIR   where the fresh database directory is created (default target/bench, i.e. the
@@ -38,6 +41,7 @@ E2E_RATE="${E2E_RATE:-1000}"
 E2E_DURATION="${E2E_DURATION:-60}"
 E2E_MAX_RATE="${E2E_MAX_RATE:-2000}"
 BACKLOG="${BACKLOG:-50000}"
+BURST_CONVERSATIONS="${BURST_CONVERSATIONS:-20000}"
 CONCURRENCY="${CONCURRENCY:-64}"
 WARMUP="${WARMUP:-1}"
 BATCH="${BATCH:-1}"
@@ -49,7 +53,7 @@ case "$BENCH_LISTEN" in
   127.*:* | localhost:* | "[::1]":*) ;;
   *) echo "bench: BENCH_LISTEN must be a loopback address, got $BENCH_LISTEN" >&2; exit 2 ;;
 esac
-for v in RUN1_DURATION RUN2_DURATION RATE CONCURRENCY WARMUP BATCH E2E_RATE E2E_DURATION E2E_MAX_RATE BACKLOG; do
+for v in RUN1_DURATION RUN2_DURATION RATE CONCURRENCY WARMUP BATCH E2E_RATE E2E_DURATION E2E_MAX_RATE BACKLOG BURST_CONVERSATIONS; do
   if ! [[ "${!v}" =~ ^[0-9]+$ ]]; then
     echo "bench: $v must be a whole number, got '${!v}'" >&2
     exit 2
@@ -217,7 +221,7 @@ run_e2e() {
   rm -f "$WORKDIR"/*.db "$WORKDIR"/*.db-* "$WORKDIR"/*.db.lock
   sync
   export BENCH_DB="$WORKDIR/$name.db"
-  start_server config/bench-e2e.toml
+  start_server "${run_e2e_config:-config/bench-e2e.toml}"
   log "run $name: e2ebench $*"
   local rc=0
   timeout --signal=INT --kill-after=10 "$limit" \
@@ -232,6 +236,13 @@ RC5=0
 run_e2e e2e $((E2E_DURATION + 90)) --rate "$E2E_RATE" --duration "$E2E_DURATION" || RC3=$?
 run_e2e e2emax $((E2E_DURATION + 120)) --rate "$E2E_MAX_RATE" --duration "$E2E_DURATION" --drain 60 || RC4=$?
 run_e2e backlog 300 --backlog "$BACKLOG" --drain 120 || RC5=$?
+# 7. Buffering on (2 s window): BURST_CONVERSATIONS conversations each send a burst of 3 at
+#    E2E_MAX_RATE messages/s; one reply per burst, carrying all three texts.
+RC7=0
+BURST_SECONDS=$(( (BURST_CONVERSATIONS * 3 + E2E_MAX_RATE - 1) / E2E_MAX_RATE ))
+run_e2e_config=config/bench-e2e-buffered.toml run_e2e buffered $((BURST_SECONDS + 150)) \
+  --rate "$E2E_MAX_RATE" --duration "$BURST_SECONDS" --warmup 0 --burst 3 \
+  --conversations "$BURST_CONVERSATIONS" --buffer-window-ms 2000 --drain 60 || RC7=$?
 
 # 6. Claim cost by backlog size, on the job queue itself.
 RC6=0
@@ -278,6 +289,9 @@ echo
 echo "--- 5. backlog: $BACKLOG deliveries posted as fast as accepted, then drained [e2ebench exit $RC5]"
 cat "$WORKDIR/backlog.out"
 echo
+echo "--- 7. buffering on: $BURST_CONVERSATIONS conversations x a burst of 3 at $E2E_MAX_RATE messages/s, 2 s window [e2ebench exit $RC7]"
+cat "$WORKDIR/buffered.out"
+echo
 echo "--- 6. claim cost by backlog (take = the next runnable job; finish = its outcome committed) [claimbench exit $RC6]"
 cat "$WORKDIR/claim.out"
 echo
@@ -297,6 +311,6 @@ if [ "$RATE" != 1000 ]; then
 fi
 echo "======================================================="
 
-if [ "$RC1" != 0 ] || [ "$RC2" != 0 ] || [ "$RC3" != 0 ] || [ "$RC4" != 0 ] || [ "$RC5" != 0 ] || [ "$RC6" != 0 ]; then
+if [ "$RC1" != 0 ] || [ "$RC2" != 0 ] || [ "$RC3" != 0 ] || [ "$RC4" != 0 ] || [ "$RC5" != 0 ] || [ "$RC6" != 0 ] || [ "$RC7" != 0 ]; then
   exit 1
 fi

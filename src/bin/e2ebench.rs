@@ -70,6 +70,14 @@ struct Args {
     /// Concurrent senders in --backlog mode.
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
+    /// Messages per burst: this many consecutive deliveries go to one conversation (for a
+    /// server that buffers, whose route answers `{{messages.text}}`: one reply per burst).
+    #[arg(long, default_value_t = 1)]
+    burst: usize,
+    /// The server's buffer window, subtracted from the last message of each burst's latency to
+    /// report how late buffers flush.
+    #[arg(long, default_value_t = 0, value_name = "MS")]
+    buffer_window_ms: u64,
     /// JSON output.
     #[arg(long)]
     json: bool,
@@ -87,14 +95,21 @@ struct Tracker {
     duplicates: AtomicU64,
     /// Replies that arrived after a later message of the same conversation.
     out_of_order: AtomicU64,
-    /// The highest token arrived per conversation (+1; 0 = none yet).
+    /// The highest burst arrived per conversation (+1; 0 = none yet).
     last_per_conversation: Vec<AtomicU64>,
     /// When each delivery was answered (ns since `origin`).
     acked_ns: Vec<AtomicU64>,
+    /// Consecutive deliveries per conversation.
+    burst: usize,
 }
 
 impl Tracker {
-    fn new(total: usize, conversations: usize) -> Tracker {
+    /// The conversation of delivery `seq`.
+    fn conversation(&self, seq: usize) -> usize {
+        (seq / self.burst) % self.last_per_conversation.len()
+    }
+
+    fn new(total: usize, conversations: usize, burst: usize) -> Tracker {
         Tracker {
             origin: Instant::now(),
             scheduled_ns: (0..total).map(|_| AtomicU64::new(0)).collect(),
@@ -106,6 +121,7 @@ impl Tracker {
             out_of_order: AtomicU64::new(0),
             last_per_conversation: (0..conversations).map(|_| AtomicU64::new(0)).collect(),
             acked_ns: (0..total).map(|_| AtomicU64::new(0)).collect(),
+            burst: burst.max(1),
         }
     }
 
@@ -145,27 +161,36 @@ async fn fake_proxy(
     if headers.get("x-api-key").is_some() {
         tracker.headers_ok.fetch_add(1, Ordering::Relaxed);
     }
-    let token = body["text"]["body"]
-        .as_str()
-        .and_then(|t| t.rsplit('#').next())
-        .and_then(|n| n.parse::<usize>().ok());
-    match token.and_then(|i| Some((i, tracker.arrived_ns.get(i)?))) {
-        Some((seq, slot)) => {
-            if slot
-                .compare_exchange(0, now.max(1), Ordering::Relaxed, Ordering::Relaxed)
-                .is_err()
-            {
-                tracker.duplicates.fetch_add(1, Ordering::Relaxed);
+    // One token per line: a buffered reply carries every message of its burst.
+    let text = body["text"]["body"].as_str().unwrap_or_default();
+    let tokens: Vec<Option<usize>> = text
+        .lines()
+        .map(|line| {
+            line.rsplit('#')
+                .next()
+                .and_then(|n| n.parse::<usize>().ok())
+        })
+        .collect();
+    for token in tokens {
+        match token.and_then(|i| Some((i, tracker.arrived_ns.get(i)?))) {
+            Some((seq, slot)) => {
+                if slot
+                    .compare_exchange(0, now.max(1), Ordering::Relaxed, Ordering::Relaxed)
+                    .is_err()
+                {
+                    tracker.duplicates.fetch_add(1, Ordering::Relaxed);
+                }
+                // Bursts must arrive in order; inside one, messages are ordered by arrival at
+                // the server, which concurrent sends do not fix.
+                let last = &tracker.last_per_conversation[tracker.conversation(seq)];
+                let mark = (seq / tracker.burst) as u64 + 1;
+                if last.fetch_max(mark, Ordering::Relaxed) > mark {
+                    tracker.out_of_order.fetch_add(1, Ordering::Relaxed);
+                }
             }
-            let conversations = tracker.last_per_conversation.len();
-            let last = &tracker.last_per_conversation[seq % conversations];
-            let mark = seq as u64 + 1;
-            if last.fetch_max(mark, Ordering::Relaxed) > mark {
-                tracker.out_of_order.fetch_add(1, Ordering::Relaxed);
+            None => {
+                tracker.unmatched.fetch_add(1, Ordering::Relaxed);
             }
-        }
-        None => {
-            tracker.unmatched.fetch_add(1, Ordering::Relaxed);
         }
     }
     Json(json!({
@@ -175,8 +200,7 @@ async fn fake_proxy(
     }))
 }
 
-fn delivery(run: u64, seq: usize, conversations: usize, secret: &[u8]) -> (Vec<u8>, String) {
-    let conversation = seq % conversations;
+fn delivery(run: u64, seq: usize, conversation: usize, secret: &[u8]) -> (Vec<u8>, String) {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
@@ -201,8 +225,8 @@ async fn run(args: Args) -> Result<ExitCode> {
     if args.rate == 0 {
         bail!("--rate must be above 0");
     }
-    if args.conversations == 0 || args.concurrency == 0 {
-        bail!("--conversations and --concurrency must be above 0");
+    if args.conversations == 0 || args.concurrency == 0 || args.burst == 0 {
+        bail!("--conversations, --concurrency and --burst must be above 0");
     }
     if args.window <= 0.0 {
         bail!("--window must be above 0");
@@ -214,7 +238,7 @@ async fn run(args: Args) -> Result<ExitCode> {
             (args.rate as f64 * args.warmup).ceil() as usize,
         ),
     };
-    let tracker = Arc::new(Tracker::new(total, args.conversations));
+    let tracker = Arc::new(Tracker::new(total, args.conversations, args.burst));
     let listener = tokio::net::TcpListener::bind(&args.proxy_listen)
         .await
         .with_context(|| format!("cannot listen on --proxy-listen {}", args.proxy_listen))?;
@@ -237,7 +261,6 @@ async fn run(args: Args) -> Result<ExitCode> {
         url: args.url.clone(),
         secret: args.secret.clone(),
         run_id: rand::random(),
-        conversations: args.conversations,
         statuses: Arc::default(),
         tracker: tracker.clone(),
     });
@@ -324,6 +347,27 @@ async fn run(args: Args) -> Result<ExitCode> {
         .unwrap_or_default();
     let measured = total - warmup_count;
     let duplicates = tracker.duplicates.load(Ordering::Relaxed);
+    let proxy_calls = tracker.replies.load(Ordering::Relaxed);
+    // How late each burst's reply came after its buffer was due (last message + window).
+    let window_us = args.buffer_window_ms * 1000;
+    let mut lateness_us: Vec<u64> = (warmup_count..total)
+        .filter(|seq| (seq + 1) % args.burst == 0)
+        .filter_map(|seq| {
+            let arrived = tracker.arrived_ns[seq].load(Ordering::Relaxed);
+            (arrived != 0).then(|| {
+                (arrived.saturating_sub(tracker.scheduled_ns[seq].load(Ordering::Relaxed)) / 1000)
+                    .saturating_sub(window_us)
+            })
+        })
+        .collect();
+    lateness_us.sort_unstable();
+    let late_pct = |p: f64| -> f64 {
+        if lateness_us.is_empty() {
+            return f64::NAN;
+        }
+        let i = ((p / 100.0) * (lateness_us.len() - 1) as f64).round() as usize;
+        lateness_us[i.min(lateness_us.len() - 1)] as f64 / 1000.0
+    };
     let out_of_order = tracker.out_of_order.load(Ordering::Relaxed);
     let report = json!({
         "mode": if args.backlog.is_some() { "backlog" } else { "rate" },
@@ -339,6 +383,9 @@ async fn run(args: Args) -> Result<ExitCode> {
         "replies_per_second": replies_per_s,
         "window_seconds": args.window,
         "replies_per_second_by_window": window_rates,
+        "burst": args.burst,
+        "proxy_calls": proxy_calls,
+        "flush_lateness_ms": { "p50": late_pct(50.0), "p99": late_pct(99.0), "max": late_pct(100.0) },
         "proxy_calls_with_api_key": tracker.headers_ok.load(Ordering::Relaxed),
         "delivery_statuses": statuses,
         "e2e_latency_ms": { "p50": pct(50.0), "p90": pct(90.0), "p99": pct(99.0), "p99.9": pct(99.9), "max": pct(100.0) },
@@ -370,6 +417,17 @@ async fn run(args: Args) -> Result<ExitCode> {
             args.window,
             rates.join(" ")
         );
+        if args.burst > 1 {
+            println!(
+                "  bursts      {proxy_calls} proxy calls for {} bursts of {}; flush lateness ms p50 {:.2}  p99 {:.2}  max {:.2} (last message + {} ms window -> proxy call)",
+                measured / args.burst,
+                args.burst,
+                late_pct(50.0),
+                late_pct(99.0),
+                late_pct(100.0),
+                args.buffer_window_ms
+            );
+        }
         println!("  statuses    {statuses:?}");
         println!(
             "  e2e ms      p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2} (scheduled delivery -> proxy call)",
@@ -382,9 +440,15 @@ async fn run(args: Args) -> Result<ExitCode> {
             ack_pct(100.0)
         );
     }
-    if missing > 0 || latencies_us.is_empty() || duplicates > 0 || out_of_order > 0 {
+    let extra_runs = proxy_calls.saturating_sub((total / args.burst) as u64);
+    if missing > 0
+        || latencies_us.is_empty()
+        || duplicates > 0
+        || out_of_order > 0
+        || extra_runs > 0
+    {
         eprintln!(
-            "e2ebench: FAIL: {missing} replies never reached the proxy, {duplicates} duplicates, {out_of_order} out of order"
+            "e2ebench: FAIL: {missing} replies never reached the proxy, {duplicates} duplicates, {out_of_order} out of order, {extra_runs} handler runs more than one per burst"
         );
         return Ok(ExitCode::from(1));
     }
@@ -397,7 +461,6 @@ struct Sender {
     url: String,
     secret: String,
     run_id: u64,
-    conversations: usize,
     statuses: Arc<Mutex<HashMap<u16, u64>>>,
     tracker: Arc<Tracker>,
 }
@@ -405,8 +468,8 @@ struct Sender {
 impl Sender {
     /// Posts delivery `seq` and counts its status.
     async fn post(&self, seq: usize) {
-        let (body, signature) =
-            delivery(self.run_id, seq, self.conversations, self.secret.as_bytes());
+        let conversation = self.tracker.conversation(seq);
+        let (body, signature) = delivery(self.run_id, seq, conversation, self.secret.as_bytes());
         let status = self
             .client
             .post(&self.url)
@@ -455,7 +518,8 @@ async fn post_backlog(sender: Arc<Sender>, total: usize, concurrency: usize) -> 
     for index in 0..concurrency {
         let sender = sender.clone();
         senders.spawn(async move {
-            for seq in (0..total).filter(|s| (s % sender.conversations) % concurrency == index) {
+            for seq in (0..total).filter(|s| sender.tracker.conversation(*s) % concurrency == index)
+            {
                 let tracker = &sender.tracker;
                 let now = u64::try_from(tracker.origin.elapsed().as_nanos()).unwrap_or(u64::MAX);
                 tracker.scheduled_ns[seq].store(now, Ordering::Relaxed);
