@@ -305,20 +305,8 @@ async fn run(args: Args) -> Result<ExitCode> {
         })
         .collect();
     acks_us.sort_unstable();
-    let ack_pct = |p: f64| -> f64 {
-        if acks_us.is_empty() {
-            return f64::NAN;
-        }
-        let i = ((p / 100.0) * (acks_us.len() - 1) as f64).round() as usize;
-        acks_us[i.min(acks_us.len() - 1)] as f64 / 1000.0
-    };
-    let pct = |p: f64| -> f64 {
-        if latencies_us.is_empty() {
-            return f64::NAN;
-        }
-        let i = ((p / 100.0) * (latencies_us.len() - 1) as f64).round() as usize;
-        latencies_us[i.min(latencies_us.len() - 1)] as f64 / 1000.0
-    };
+    let ack_pct = |p: f64| percentile_ms(&acks_us, p);
+    let pct = |p: f64| percentile_ms(&latencies_us, p);
     // Replies per window, counted from the first measured delivery's scheduled time.
     let start_ns =
         tracker.scheduled_ns[warmup_count.min(total.saturating_sub(1))].load(Ordering::Relaxed);
@@ -361,13 +349,7 @@ async fn run(args: Args) -> Result<ExitCode> {
         })
         .collect();
     lateness_us.sort_unstable();
-    let late_pct = |p: f64| -> f64 {
-        if lateness_us.is_empty() {
-            return f64::NAN;
-        }
-        let i = ((p / 100.0) * (lateness_us.len() - 1) as f64).round() as usize;
-        lateness_us[i.min(lateness_us.len() - 1)] as f64 / 1000.0
-    };
+    let late_pct = |p: f64| percentile_ms(&lateness_us, p);
     let out_of_order = tracker.out_of_order.load(Ordering::Relaxed);
     let report = json!({
         "mode": if args.backlog.is_some() { "backlog" } else { "rate" },
@@ -453,6 +435,15 @@ async fn run(args: Args) -> Result<ExitCode> {
         return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The `p`th percentile (0-100) of sorted microseconds, in milliseconds; NaN when empty.
+fn percentile_ms(sorted_us: &[u64], p: f64) -> f64 {
+    if sorted_us.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((p / 100.0) * (sorted_us.len() - 1) as f64).round() as usize;
+    sorted_us[i.min(sorted_us.len() - 1)] as f64 / 1000.0
 }
 
 /// What every posted delivery needs.

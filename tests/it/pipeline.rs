@@ -54,6 +54,20 @@ max_wait_ms = 5000
     )
 }
 
+/// One route echoing every message (`echo: TEXT`), run by `workers` workers.
+fn echo_config(sim: &SimulatedKapso, workers: usize) -> String {
+    pipeline_config(
+        sim,
+        r#"
+[[routes]]
+name = "echo"
+on = "whatsapp.message.received"
+handler = { kind = "reply", text = "echo: {{message.text}}" }
+"#,
+    )
+    .replace("workers = 4", &format!("workers = {workers}"))
+}
+
 /// A route sending every inbound message to the user's service (`secret` empty: unsigned).
 fn bot_route(service: &UserService, timeout_ms: u64, secret: &str) -> String {
     let secret = if secret.is_empty() {
@@ -566,16 +580,7 @@ async fn a_flood_of_conversations_keeps_each_conversations_order_at_the_proxy() 
     const CONVERSATIONS: usize = 40;
     const MESSAGES: usize = 10;
     let sim = sim().await;
-    let config = pipeline_config(
-        &sim,
-        r#"
-[[routes]]
-name = "echo"
-on = "whatsapp.message.received"
-handler = { kind = "reply", text = "echo: {{message.text}}" }
-"#,
-    )
-    .replace("workers = 4", "workers = 16");
+    let config = echo_config(&sim, 16);
     let app = std::sync::Arc::new(TestApp::spawn_with(&config).await);
     let mut senders = tokio::task::JoinSet::new();
     for c in 0..CONVERSATIONS {
@@ -767,16 +772,7 @@ handler = { kind = "reply", text = "echo: {{message.text}}" }
 async fn a_crash_under_load_repeats_only_replies_in_flight() {
     const MESSAGES: usize = 300;
     let sim = sim().await;
-    let config = pipeline_config(
-        &sim,
-        r#"
-[[routes]]
-name = "echo"
-on = "whatsapp.message.received"
-handler = { kind = "reply", text = "echo: {{message.text}}" }
-"#,
-    )
-    .replace("workers = 4", "workers = 16");
+    let config = echo_config(&sim, 16);
     let mut app = TestApp::spawn_with(&config).await;
     // Kapso batches of 5 (the test server takes 4 KB bodies): the jobs are queued nearly at once, so many replies are in flight
     // together.
