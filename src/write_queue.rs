@@ -27,7 +27,10 @@ pub type BoxFuture<'c, T> = Pin<Box<dyn Future<Output = T> + Send + 'c>>;
 pub enum WriteError {
     #[error("database: {0}")]
     Database(String),
-    #[error("the pipeline writer has stopped")]
+    /// The writer stopped, or the transaction failed before this write ran.
+    #[error(
+        "the write was not committed (the pipeline writer stopped or its transaction failed first)"
+    )]
     Stopped,
 }
 
@@ -126,14 +129,8 @@ async fn run(
     let mut batch = VecDeque::with_capacity(max_batch);
     while let Some(first) = receiver.recv().await {
         batch.push_back(first);
-        while batch.len() < max_batch {
-            match receiver.try_recv() {
-                Ok(op) => batch.push_back(op),
-                Err(_) => break,
-            }
-        }
         priority.after_urgent().await;
-        // Writes queued while the inbox went first join this transaction.
+        // Everything queued meanwhile, also while the inbox went first, joins this transaction.
         while batch.len() < max_batch {
             match receiver.try_recv() {
                 Ok(op) => batch.push_back(op),

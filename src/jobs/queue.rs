@@ -9,8 +9,6 @@
 //! `LISTEN/NOTIFY`) would implement the same trait.
 
 use std::collections::HashMap;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -22,9 +20,7 @@ use super::schedule::{Schedule, Slot};
 use super::store::{self, ClaimedJob, Finish, UnfinishedJob};
 use crate::clock::Clock;
 use crate::metrics::{Metrics, StateLabels};
-use crate::write_queue::{WriteError, WriteQueue};
-
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+use crate::write_queue::{BoxFuture, WriteError, WriteQueue};
 
 /// The scheduling interface the workers, the dispatcher and the buffer flusher use.
 pub trait JobQueue: Send + Sync {
