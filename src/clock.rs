@@ -80,6 +80,14 @@ impl Clock {
         Duration::from_millis(u64::try_from(at_ms.saturating_sub(self.now_ms())).unwrap_or(0))
     }
 
+    /// Sleeps until `at_ms` when there is one, else forever (for a `select!` branch).
+    pub async fn sleep_until_some(&self, at_ms: Option<i64>) {
+        match at_ms {
+            Some(at) => self.sleep_until(at).await,
+            None => std::future::pending().await,
+        }
+    }
+
     /// Sleeps until `at_ms` on this clock.
     pub async fn sleep_until(&self, at_ms: i64) {
         match self {

@@ -60,12 +60,7 @@ impl Flusher {
                     None
                 }
             };
-            let due = async {
-                match next {
-                    Some(at) => self.clock.sleep_until(at).await,
-                    None => std::future::pending().await,
-                }
-            };
+            let due = self.clock.sleep_until_some(next);
             tokio::select! {
                 () = &mut notified => {}
                 () = due => {}

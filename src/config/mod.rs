@@ -165,14 +165,28 @@ impl Default for StorageConfig {
     }
 }
 
+/// A config file's name (for errors) and text.
+fn read_file(path: &Path) -> Result<(String, String), ConfigError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        file: file.clone(),
+        source,
+    })?;
+    Ok((file, text))
+}
+
+/// Parses TOML `text`; a syntax error names `file` and the line.
+fn parse_toml<T: serde::de::DeserializeOwned>(file: &str, text: &str) -> Result<T, ConfigError> {
+    toml::from_str(text).map_err(|e| ConfigError::Syntax {
+        file: file.to_owned(),
+        message: e.message().to_owned() + &line_hint(text, e.span()),
+    })
+}
+
 impl Config {
     /// Reads, expands and validates a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            file: file.clone(),
-            source,
-        })?;
+        let (file, text) = read_file(path)?;
         Config::parse(&file, &text, |var| std::env::var(var).ok())
     }
 
@@ -189,10 +203,7 @@ impl Config {
         text: &str,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigError> {
-        let mut value: toml::Value = toml::from_str(text).map_err(|e| ConfigError::Syntax {
-            file: file.to_owned(),
-            message: e.message().to_owned() + &line_hint(text, e.span()),
-        })?;
+        let mut value: toml::Value = parse_toml(file, text)?;
         let unexpanded_names = EntryNames::of(&value);
         expand_env(&mut value, &mut String::new(), &env).map_err(|(key, var)| {
             ConfigError::MissingEnv {

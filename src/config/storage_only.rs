@@ -5,17 +5,15 @@
 
 use std::path::Path;
 
-use super::expand::{expand_env, line_hint};
-use super::{ConfigError, StorageConfig, EMBEDDED_DEFAULT, EMBEDDED_DEFAULT_NAME};
+use super::expand::expand_env;
+use super::{
+    parse_toml, read_file, ConfigError, StorageConfig, EMBEDDED_DEFAULT, EMBEDDED_DEFAULT_NAME,
+};
 
 impl StorageConfig {
     /// Reads a config file and returns its `[storage]` (defaults when the table is absent).
     pub fn load_only(path: &Path) -> Result<StorageConfig, ConfigError> {
-        let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            file: file.clone(),
-            source,
-        })?;
+        let (file, text) = read_file(path)?;
         StorageConfig::parse_only(&file, &text, |var| std::env::var(var).ok())
     }
 
@@ -33,10 +31,7 @@ impl StorageConfig {
         text: &str,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<StorageConfig, ConfigError> {
-        let mut document: toml::Table = toml::from_str(text).map_err(|e| ConfigError::Syntax {
-            file: file.to_owned(),
-            message: e.message().to_owned() + &line_hint(text, e.span()),
-        })?;
+        let mut document: toml::Table = parse_toml(file, text)?;
         let Some(mut storage) = document.remove("storage") else {
             return Ok(StorageConfig::default());
         };

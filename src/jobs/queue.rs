@@ -179,12 +179,7 @@ impl LocalQueue {
                 }
                 state.schedule.next_due()
             };
-            let wait = async {
-                match next_due {
-                    Some(at) => self.clock.sleep_until(at).await,
-                    None => std::future::pending().await,
-                }
-            };
+            let wait = self.clock.sleep_until_some(next_due);
             tokio::select! {
                 () = &mut changed => {}
                 () = wait => {}

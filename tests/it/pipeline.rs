@@ -362,19 +362,7 @@ async fn proxy_500_then_200_retries_after_the_backoff_and_sends_once() {
     let sim = sim().await;
     sim.script(ScriptedResponse::status(500));
     let time = manual_time();
-    let app = TestApp::spawn_with_clock(
-        &pipeline_config(
-            &sim,
-            r#"
-[[routes]]
-name = "echo"
-on = "whatsapp.message.received"
-handler = { kind = "reply", text = "echo: {{message.text}}" }
-"#,
-        ),
-        Clock::Manual(time.clone()),
-    )
-    .await;
+    let app = TestApp::spawn_with_clock(&echo_config(&sim, 4), Clock::Manual(time.clone())).await;
     assert_eq!(
         app.deliver(
             RECEIVED,
@@ -727,16 +715,7 @@ handler = { kind = "reply", text = "patience: {{message.text}}" }
 #[tokio::test]
 async fn events_no_route_listens_to_are_stored_already_routed() {
     let sim = sim().await;
-    let app = TestApp::spawn_with(&pipeline_config(
-        &sim,
-        r#"
-[[routes]]
-name = "echo"
-on = "whatsapp.message.received"
-handler = { kind = "reply", text = "echo: {{message.text}}" }
-"#,
-    ))
-    .await;
+    let app = TestApp::spawn_with(&echo_config(&sim, 4)).await;
     let status = crate::payloads::message_status("wamid.OUT-1", "delivered");
     assert_eq!(
         app.deliver("whatsapp.message.delivered", &status).await,
