@@ -176,6 +176,7 @@ async fn refill(pool: &SqlitePool, queue: &LocalQueue, lanes: usize) -> Result<(
         .fetch_one(&mut *conn)
         .await?;
     let job = NewJob {
+        events: None,
         route: "bench".into(),
         handler: "log".into(),
         webhook: "bench".into(),

@@ -41,6 +41,7 @@ impl NewJob {
             event_ids: events.iter().map(|e| e.id).collect(),
             max_attempts: route.max_attempts,
             run_at: now,
+            events: Some(events.into()),
         })
     }
 
@@ -66,6 +67,7 @@ impl NewJob {
                 max_attempts: i64::from(self.max_attempts),
                 created_at: now,
                 fresh: true,
+                events: self.events,
             },
             ordering_key: self.ordering_key,
             order_ts: self.order_ts,

@@ -52,10 +52,26 @@ pub struct LocalQueue {
     dead: AtomicI64,
 }
 
+/// Most queued jobs that keep their events in memory (a few KB each); jobs beyond read them
+/// when they run, so a large backlog costs table rows, not memory.
+const MAX_JOBS_WITH_EVENTS: usize = 20_000;
+
 #[derive(Default)]
 struct State {
     schedule: Schedule,
     jobs: HashMap<i64, ClaimedJob>,
+    /// Jobs in `jobs` that hold their events.
+    with_events: usize,
+}
+
+impl State {
+    fn remove(&mut self, id: i64) {
+        if let Some(job) = self.jobs.remove(&id) {
+            if job.events.is_some() {
+                self.with_events -= 1;
+            }
+        }
+    }
 }
 
 impl LocalQueue {
@@ -117,6 +133,7 @@ impl LocalQueue {
                 if state.schedule.contains(id) {
                     // Waiting already (a retry after backoff): run it now, with its new budget.
                     state.schedule.reschedule(id, job.run_at);
+                    state.remove(id);
                     state.jobs.insert(id, job.job);
                 } else {
                     self.dead.fetch_sub(1, Ordering::Relaxed);
@@ -220,7 +237,7 @@ impl LocalQueue {
             match retry_at {
                 None => {
                     state.schedule.complete(id);
-                    state.jobs.remove(&id);
+                    state.remove(id);
                     if is_dead {
                         self.dead.fetch_add(1, Ordering::Relaxed);
                     }
@@ -234,7 +251,7 @@ impl LocalQueue {
     }
 }
 
-fn insert(state: &mut State, job: UnfinishedJob) {
+fn insert(state: &mut State, mut job: UnfinishedJob) {
     let slot = Slot {
         id: job.job.id,
         ordering_key: job.ordering_key,
@@ -243,6 +260,13 @@ fn insert(state: &mut State, job: UnfinishedJob) {
         run_at: job.run_at,
     };
     if state.schedule.insert(slot) {
+        if job.job.events.is_some() {
+            if state.with_events < MAX_JOBS_WITH_EVENTS {
+                state.with_events += 1;
+            } else {
+                job.job.events = None;
+            }
+        }
         state.jobs.insert(job.job.id, job.job);
     }
 }

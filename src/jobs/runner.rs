@@ -16,7 +16,7 @@ use super::store::{ClaimedJob, Finish};
 use crate::clock::Clock;
 use crate::config::JobsConfig;
 use crate::handlers::{Failure, Handlers, JobContext, JobInput, RunReport};
-use crate::inbox::store::load_events;
+use crate::inbox::store::{load_events, StoredEvent};
 use crate::metrics::Metrics;
 use crate::router::Router;
 
@@ -97,9 +97,16 @@ impl Runner {
         let route = self.router.get(&job.route).ok_or_else(|| {
             Failure::Fatal(format!("route `{}` is no longer configured", job.route))
         })?;
-        let events = load_events(&self.reads, &job.event_ids())
-            .await
-            .map_err(|e| Failure::Retry(format!("database: {e}")))?;
+        let loaded;
+        let events: &[StoredEvent] = match &job.events {
+            Some(events) => events,
+            None => {
+                loaded = load_events(&self.reads, &job.event_ids())
+                    .await
+                    .map_err(|e| Failure::Retry(format!("database: {e}")))?;
+                &loaded
+            }
+        };
         let input = JobInput {
             job: JobContext {
                 id: job.id,
@@ -109,7 +116,7 @@ impl Runner {
                 webhook: &job.webhook,
             },
             route,
-            events: &events,
+            events,
         };
         self.handlers.run(&input).await
     }

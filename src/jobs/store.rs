@@ -2,8 +2,12 @@
 //! jobs into the in-memory schedule, record claims and outcomes (through the pipeline's
 //! group-committed writes), list and replay.
 
+use std::sync::Arc;
+
 use serde::Serialize;
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool};
+
+use crate::inbox::store::StoredEvent;
 
 /// A job to create. `ordering_key` serialises jobs of one conversation and route.
 #[derive(Debug, Clone)]
@@ -19,6 +23,9 @@ pub struct NewJob {
     pub event_ids: Vec<i64>,
     pub max_attempts: u32,
     pub run_at: i64,
+    /// The events themselves, as the dispatcher or the flusher read them: the worker then
+    /// need not read them again.
+    pub events: Option<Arc<[StoredEvent]>>,
 }
 
 /// What a worker needs to run a job; `attempts` is the attempt being run once claimed.
@@ -37,6 +44,10 @@ pub struct ClaimedJob {
     /// Jobs read from the table (at startup, or put back by a manual retry) are not fresh.
     #[sqlx(skip)]
     pub fresh: bool,
+    /// The job's events when they were at hand as it was created (see [`NewJob::events`]);
+    /// otherwise the worker reads them.
+    #[sqlx(skip)]
+    pub events: Option<Arc<[StoredEvent]>>,
 }
 
 impl ClaimedJob {
