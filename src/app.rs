@@ -197,10 +197,7 @@ impl App {
             clock: self.clock.clone(),
         };
         tasks.spawn(flusher.run(shutdown.clone()));
-        let ledger = Ledger {
-            reads: self.reads.clone(),
-            writes: self.writes.clone(),
-        };
+        let ledger = Ledger::new(self.reads.clone(), self.writes.clone());
         let runner = Arc::new(Runner {
             reads: self.reads.clone(),
             queue: self.queue.clone(),

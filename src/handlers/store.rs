@@ -1,19 +1,45 @@
 //! All SQL on `outbound`: what a job sends, recorded before sending, marked once confirmed.
 //! Reads go to the read pool; writes are group-committed through the [`WriteQueue`].
 
+use std::collections::HashMap;
+
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool};
 
 use super::Action;
-use crate::write_queue::{WriteError, WriteQueue};
+use crate::write_queue::{BoxFuture, Coalesced, WriteError, WriteQueue};
 
-/// Where a job's send plan lives: read from `reads`, written through `writes`.
+/// Where a job's send plan lives: read from `reads`, written through the pipeline's write
+/// queue, many jobs to a statement.
 #[derive(Clone)]
 pub struct Ledger {
-    pub reads: SqlitePool,
-    pub writes: WriteQueue,
+    reads: SqlitePool,
+    plans: Coalesced<PlannedActions, Vec<OutboundRow>>,
+    sent: Coalesced<SentMark, ()>,
+}
+
+/// A job's plan to record.
+pub struct PlannedActions {
+    job_id: i64,
+    actions: Vec<Action>,
+    at: i64,
+}
+
+/// Kapso confirmed an outbound row.
+pub struct SentMark {
+    id: i64,
+    wamid: Option<String>,
+    at: i64,
 }
 
 impl Ledger {
+    pub fn new(reads: SqlitePool, writes: WriteQueue) -> Ledger {
+        Ledger {
+            reads,
+            plans: Coalesced::new(writes.clone(), record_plans),
+            sent: Coalesced::new(writes, mark_sent),
+        }
+    }
+
     /// What the job already planned, in order (empty on its first run).
     pub async fn planned(&self, job_id: i64) -> Result<Vec<OutboundRow>, WriteError> {
         Ok(planned(&self.reads, job_id).await?)
@@ -24,21 +50,21 @@ impl Ledger {
         &self,
         job_id: i64,
         actions: Vec<Action>,
-        now: i64,
+        at: i64,
     ) -> Result<Vec<OutboundRow>, WriteError> {
-        self.writes
-            .write(move |conn| {
-                Box::pin(async move { record_plan(conn, job_id, &actions, now).await })
+        self.plans
+            .write(PlannedActions {
+                job_id,
+                actions,
+                at,
             })
             .await
     }
 
     /// Records Kapso's confirmation. Queued, not awaited: the job's outcome, written after
     /// it, commits in the same or a later transaction.
-    pub fn mark_sent(&self, id: i64, wamid: Option<String>, now: i64) -> Result<(), WriteError> {
-        self.writes.send(move |conn| {
-            Box::pin(async move { mark_sent(conn, id, wamid.as_deref(), now).await })
-        })
+    pub fn mark_sent(&self, id: i64, wamid: Option<String>, at: i64) -> Result<(), WriteError> {
+        self.sent.send(SentMark { id, wamid, at })
     }
 }
 
@@ -64,46 +90,85 @@ pub async fn planned(pool: &SqlitePool, job_id: i64) -> Result<Vec<OutboundRow>,
     .await
 }
 
-/// Records the job's plan in one statement (atomic), before anything is sent, and returns it.
-pub async fn record_plan(
-    conn: &mut SqliteConnection,
-    job_id: i64,
-    actions: &[Action],
-    now: i64,
-) -> Result<Vec<OutboundRow>, sqlx::Error> {
-    let mut query: QueryBuilder<Sqlite> = QueryBuilder::new(
-        "INSERT INTO outbound (job_id, seq, phone_number_id, action, body, created_at) ",
-    );
-    query.push_values(actions.iter().enumerate(), |mut row, (seq, action)| {
-        let (kind, phone_number_id, body) = action.to_row();
-        row.push_bind(job_id)
-            .push_bind(i64::try_from(seq).unwrap_or(i64::MAX))
-            .push_bind(phone_number_id.to_owned())
-            .push_bind(kind)
-            .push_bind(body)
-            .push_bind(now);
-    });
-    query.push(
-        " ON CONFLICT (job_id, seq) DO NOTHING
-         RETURNING id, seq, phone_number_id, action, body, state, wamid",
-    );
-    let mut rows: Vec<OutboundRow> = query.build_query_as().fetch_all(conn).await?;
-    rows.sort_by_key(|r| r.seq);
-    Ok(rows)
+/// Rows per multi-row statement (at most 6 variables each).
+const ROWS_PER_STATEMENT: usize = 1000;
+
+/// Records the plans of several jobs, before anything of them is sent, and returns each job's
+/// rows in order. A job whose plan already exists gets no rows back.
+fn record_plans<'c>(
+    conn: &'c mut SqliteConnection,
+    plans: Vec<PlannedActions>,
+) -> BoxFuture<'c, Result<Vec<Vec<OutboundRow>>, sqlx::Error>> {
+    Box::pin(async move {
+        let rows: Vec<(i64, i64, &Action, i64)> = plans
+            .iter()
+            .flat_map(|plan| {
+                plan.actions.iter().enumerate().map(|(seq, action)| {
+                    let seq = i64::try_from(seq).unwrap_or(i64::MAX);
+                    (plan.job_id, seq, action, plan.at)
+                })
+            })
+            .collect();
+        let mut by_job: HashMap<i64, Vec<OutboundRow>> = HashMap::with_capacity(plans.len());
+        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+            let mut query: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "INSERT INTO outbound (job_id, seq, phone_number_id, action, body, created_at) ",
+            );
+            query.push_values(chunk, |mut row, (job_id, seq, action, at)| {
+                let (kind, phone_number_id, body) = action.to_row();
+                row.push_bind(*job_id)
+                    .push_bind(*seq)
+                    .push_bind(phone_number_id.to_owned())
+                    .push_bind(kind)
+                    .push_bind(body)
+                    .push_bind(*at);
+            });
+            query.push(
+                " ON CONFLICT (job_id, seq) DO NOTHING
+                 RETURNING job_id, id, seq, phone_number_id, action, body, state, wamid",
+            );
+            let inserted: Vec<PlannedRow> = query.build_query_as().fetch_all(&mut *conn).await?;
+            for row in inserted {
+                by_job.entry(row.job_id).or_default().push(row.row);
+            }
+        }
+        Ok(plans
+            .iter()
+            .map(|plan| {
+                let mut rows = by_job.remove(&plan.job_id).unwrap_or_default();
+                rows.sort_by_key(|r| r.seq);
+                rows
+            })
+            .collect())
+    })
 }
 
-/// Kapso confirmed the send: never send this row again.
-pub async fn mark_sent(
-    conn: &mut SqliteConnection,
-    id: i64,
-    wamid: Option<&str>,
-    now: i64,
-) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE outbound SET state = 'sent', wamid = ?, sent_at = ? WHERE id = ?")
-        .bind(wamid)
-        .bind(now)
-        .bind(id)
-        .execute(conn)
-        .await
-        .map(|_| ())
+/// An inserted outbound row with its job.
+#[derive(sqlx::FromRow)]
+struct PlannedRow {
+    job_id: i64,
+    #[sqlx(flatten)]
+    row: OutboundRow,
+}
+
+/// Kapso confirmed these rows: never send them again.
+fn mark_sent<'c>(
+    conn: &'c mut SqliteConnection,
+    marks: Vec<SentMark>,
+) -> BoxFuture<'c, Result<Vec<()>, sqlx::Error>> {
+    Box::pin(async move {
+        for chunk in marks.chunks(ROWS_PER_STATEMENT) {
+            let mut query: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "UPDATE outbound SET state = 'sent', wamid = v.column2, sent_at = v.column3 FROM (",
+            );
+            query.push_values(chunk, |mut row, mark| {
+                row.push_bind(mark.id)
+                    .push_bind(mark.wamid.clone())
+                    .push_bind(mark.at);
+            });
+            query.push(") AS v WHERE outbound.id = v.column1");
+            query.build().execute(&mut *conn).await?;
+        }
+        Ok(vec![(); marks.len()])
+    })
 }

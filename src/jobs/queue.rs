@@ -17,10 +17,10 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::schedule::{Schedule, Slot};
-use super::store::{self, ClaimedJob, Finish, UnfinishedJob};
+use super::store::{self, ClaimedJob, Finish, JobLog, UnfinishedJob};
 use crate::clock::Clock;
 use crate::metrics::{Metrics, StateLabels};
-use crate::write_queue::{BoxFuture, WriteError, WriteQueue};
+use crate::write_queue::{BoxFuture, Coalesced, WriteError, WriteQueue};
 
 /// The scheduling interface the workers, the dispatcher and the buffer flusher use.
 pub trait JobQueue: Send + Sync {
@@ -45,10 +45,12 @@ pub struct LocalQueue {
     state: Mutex<State>,
     changed: Notify,
     writes: WriteQueue,
+    /// Claims and outcomes, written many jobs to a statement.
+    log: Coalesced<JobLog, ()>,
     clock: Clock,
     metrics: Arc<Metrics>,
     /// Written as `lease_owner` on the jobs this process runs.
-    owner: String,
+    owner: Arc<str>,
     dead: AtomicI64,
 }
 
@@ -95,10 +97,11 @@ impl LocalQueue {
         let queue = LocalQueue {
             state: Mutex::new(State::default()),
             changed: Notify::new(),
+            log: Coalesced::new(writes.clone(), store::write_log),
             writes,
             clock,
             metrics,
-            owner: format!("{}-{:08x}", std::process::id(), rand::random::<u32>()),
+            owner: format!("{}-{:08x}", std::process::id(), rand::random::<u32>()).into(),
             dead: AtomicI64::new(dead),
         };
         queue.offer(unfinished);
@@ -208,12 +211,14 @@ impl LocalQueue {
     /// The claim is logged, not awaited: if the process dies first, the job was still queued
     /// on disk and simply runs again.
     fn record_claim(&self, job: &ClaimedJob, now: i64) {
-        let (id, attempt, owner) = (job.id, job.attempts, self.owner.clone());
-        let logged = self.writes.send(move |conn| {
-            Box::pin(async move { store::mark_running(conn, id, attempt, &owner, now).await })
+        let logged = self.log.send(JobLog::Claim {
+            id: job.id,
+            attempt: job.attempts,
+            owner: self.owner.clone(),
+            at: now,
         });
         if let Err(err) = logged {
-            tracing::warn!(error = %err, job.id = id, "jobs: cannot record the claim");
+            tracing::warn!(error = %err, job.id = job.id, "jobs: cannot record the claim");
         }
     }
 
@@ -229,9 +234,12 @@ impl LocalQueue {
             Finish::Done | Finish::Dead { .. } => None,
         };
         let is_dead = matches!(finish, Finish::Dead { .. });
-        let logged = self
-            .writes
-            .send(move |conn| Box::pin(async move { store::finish(conn, id, &finish, now).await }));
+        let logged = self.log.send(JobLog::Finish {
+            id,
+            attempt: job.attempts,
+            finish,
+            at: now,
+        });
         {
             let mut state = self.lock();
             match retry_at {

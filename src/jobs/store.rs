@@ -2,12 +2,14 @@
 //! jobs into the in-memory schedule, record claims and outcomes (through the pipeline's
 //! group-committed writes), list and replay.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde::Serialize;
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool};
 
 use crate::inbox::store::StoredEvent;
+use crate::write_queue::BoxFuture;
 
 /// A job to create. `ordering_key` serialises jobs of one conversation and route.
 #[derive(Debug, Clone)]
@@ -202,27 +204,6 @@ pub async fn count_dead(pool: &SqlitePool) -> Result<i64, sqlx::Error> {
         .await
 }
 
-/// Marks a job taken by a worker (`owner`) for attempt number `attempt`.
-pub async fn mark_running(
-    conn: &mut SqliteConnection,
-    id: i64,
-    attempt: i64,
-    owner: &str,
-    now: i64,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE jobs SET state = 'running', attempts = ?1, lease_owner = ?2, updated_at = ?3
-         WHERE id = ?4 AND state = 'queued'",
-    )
-    .bind(attempt)
-    .bind(owner)
-    .bind(now)
-    .bind(id)
-    .execute(conn)
-    .await
-    .map(|_| ())
-}
-
 /// How a job's attempt ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Finish {
@@ -237,32 +218,135 @@ pub enum Finish {
     },
 }
 
-/// Records the end of an attempt. Only a running job changes.
-pub async fn finish(
-    conn: &mut SqliteConnection,
+/// One entry of the job log the queue keeps in the table: a claim or an outcome.
+#[derive(Debug, Clone)]
+pub enum JobLog {
+    /// A worker (`owner`, this process) took the job for attempt number `attempt`.
+    Claim {
+        id: i64,
+        attempt: i64,
+        owner: Arc<str>,
+        at: i64,
+    },
+    /// The attempt ended.
+    Finish {
+        id: i64,
+        attempt: i64,
+        finish: Finish,
+        at: i64,
+    },
+}
+
+/// A job's row as a batch of log entries leaves it (the last entry of each field wins).
+#[derive(Debug, Clone, PartialEq)]
+struct LoggedRow {
     id: i64,
-    finish: &Finish,
-    now: i64,
-) -> Result<(), sqlx::Error> {
-    let (state, run_at, finished_at, error) = match finish {
-        Finish::Done => ("done", None, Some(now), None),
-        Finish::RetryAt { at, error } => ("queued", Some(*at), None, Some(error.as_str())),
-        Finish::Dead { error } => ("dead", None, Some(now), Some(error.as_str())),
-    };
-    sqlx::query(
-        "UPDATE jobs SET state = ?1, run_at = COALESCE(?2, run_at), finished_at = ?3,
-                         last_error = ?4, lease_owner = NULL, lease_until = NULL, updated_at = ?5
-         WHERE id = ?6 AND state = 'running'",
-    )
-    .bind(state)
-    .bind(run_at)
-    .bind(finished_at)
-    .bind(error)
-    .bind(now)
-    .bind(id)
-    .execute(conn)
-    .await
-    .map(|_| ())
+    state: &'static str,
+    attempts: i64,
+    lease_owner: Option<Arc<str>>,
+    /// `None` keeps the stored run time.
+    run_at: Option<i64>,
+    /// Set by an outcome: `finished_at` and `last_error` (either may be NULL).
+    outcome: Option<(Option<i64>, Option<String>)>,
+    updated_at: i64,
+}
+
+/// Folds log entries (in the order they happened) into one row per job, in first-seen order.
+fn fold_log(entries: Vec<JobLog>) -> Vec<LoggedRow> {
+    let mut rows: Vec<LoggedRow> = Vec::with_capacity(entries.len());
+    let mut index: HashMap<i64, usize> = HashMap::with_capacity(entries.len());
+    for entry in entries {
+        let id = match &entry {
+            JobLog::Claim { id, .. } | JobLog::Finish { id, .. } => *id,
+        };
+        let slot = *index.entry(id).or_insert_with(|| {
+            rows.push(LoggedRow {
+                id,
+                state: "queued",
+                attempts: 0,
+                lease_owner: None,
+                run_at: None,
+                outcome: None,
+                updated_at: 0,
+            });
+            rows.len() - 1
+        });
+        let row = &mut rows[slot];
+        match entry {
+            JobLog::Claim {
+                attempt, owner, at, ..
+            } => {
+                row.state = "running";
+                row.attempts = attempt;
+                row.lease_owner = Some(owner);
+                row.updated_at = at;
+            }
+            JobLog::Finish {
+                attempt,
+                finish,
+                at,
+                ..
+            } => {
+                let (state, run_at, finished_at, error) = match finish {
+                    Finish::Done => ("done", None, Some(at), None),
+                    Finish::RetryAt { at: retry, error } => {
+                        ("queued", Some(retry), None, Some(error))
+                    }
+                    Finish::Dead { error } => ("dead", None, Some(at), Some(error)),
+                };
+                row.state = state;
+                row.attempts = attempt;
+                row.lease_owner = None;
+                if run_at.is_some() {
+                    row.run_at = run_at;
+                }
+                row.outcome = Some((finished_at, error));
+                row.updated_at = at;
+            }
+        }
+    }
+    rows
+}
+
+/// Rows per multi-row UPDATE of the job log (9 variables each).
+const LOG_CHUNK: usize = 1000;
+
+/// Writes a batch of claims and outcomes: one UPDATE per [`LOG_CHUNK`] jobs, whatever the
+/// number of entries. Only unfinished rows change (a finished job's row is final).
+pub fn write_log<'c>(
+    conn: &'c mut SqliteConnection,
+    entries: Vec<JobLog>,
+) -> BoxFuture<'c, Result<Vec<()>, sqlx::Error>> {
+    Box::pin(async move {
+        let count = entries.len();
+        let rows = fold_log(entries);
+        for chunk in rows.chunks(LOG_CHUNK) {
+            let mut query: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "UPDATE jobs SET state = v.column2, attempts = v.column3, lease_owner = v.column4,
+                     lease_until = NULL, run_at = COALESCE(v.column5, jobs.run_at),
+                     finished_at = CASE WHEN v.column6 THEN v.column7 ELSE jobs.finished_at END,
+                     last_error = CASE WHEN v.column6 THEN v.column8 ELSE jobs.last_error END,
+                     updated_at = v.column9
+                 FROM (",
+            );
+            query.push_values(chunk, |mut values, row| {
+                let (finished_at, error) = row.outcome.clone().unwrap_or_default();
+                values
+                    .push_bind(row.id)
+                    .push_bind(row.state)
+                    .push_bind(row.attempts)
+                    .push_bind(row.lease_owner.as_deref().map(str::to_owned))
+                    .push_bind(row.run_at)
+                    .push_bind(row.outcome.is_some())
+                    .push_bind(finished_at)
+                    .push_bind(error)
+                    .push_bind(row.updated_at);
+            });
+            query.push(") AS v WHERE jobs.id = v.column1 AND jobs.state IN ('queued', 'running')");
+            query.build().execute(&mut *conn).await?;
+        }
+        Ok(vec![(); count])
+    })
 }
 
 /// Takes the manual retries queued for the running server (see [`retry_now`]).
@@ -350,4 +434,87 @@ pub async fn count_by_state(pool: &SqlitePool) -> Result<Vec<(String, i64)>, sql
     sqlx::query_as("SELECT state, COUNT(*) FROM jobs GROUP BY state")
         .fetch_all(pool)
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claim(id: i64, attempt: i64, at: i64) -> JobLog {
+        JobLog::Claim {
+            id,
+            attempt,
+            owner: "me".into(),
+            at,
+        }
+    }
+
+    fn finish(id: i64, attempt: i64, finish: Finish, at: i64) -> JobLog {
+        JobLog::Finish {
+            id,
+            attempt,
+            finish,
+            at,
+        }
+    }
+
+    #[test]
+    fn a_claim_and_its_outcome_in_one_batch_leave_the_outcome() {
+        let rows = fold_log(vec![
+            claim(1, 1, 10),
+            claim(2, 1, 11),
+            finish(1, 1, Finish::Done, 12),
+        ]);
+        assert_eq!(rows.len(), 2, "one row per job, in first-seen order");
+        assert_eq!(
+            rows[0],
+            LoggedRow {
+                id: 1,
+                state: "done",
+                attempts: 1,
+                lease_owner: None,
+                run_at: None,
+                outcome: Some((Some(12), None)),
+                updated_at: 12,
+            }
+        );
+        assert_eq!((rows[1].id, rows[1].state), (2, "running"));
+        assert_eq!(rows[1].lease_owner.as_deref(), Some("me"));
+        assert_eq!(rows[1].outcome, None, "a claim keeps the stored error");
+    }
+
+    #[test]
+    fn a_retry_claimed_again_in_the_same_batch_runs_with_the_earlier_error_kept() {
+        let retry = Finish::RetryAt {
+            at: 50,
+            error: "kapso: 503".into(),
+        };
+        let rows = fold_log(vec![finish(7, 1, retry, 20), claim(7, 2, 50)]);
+        assert_eq!(
+            rows,
+            vec![LoggedRow {
+                id: 7,
+                state: "running",
+                attempts: 2,
+                lease_owner: Some("me".into()),
+                run_at: Some(50),
+                outcome: Some((None, Some("kapso: 503".into()))),
+                updated_at: 50,
+            }]
+        );
+    }
+
+    #[test]
+    fn a_dead_job_records_its_error_and_end() {
+        let dead = Finish::Dead {
+            error: "kapso: 131047".into(),
+        };
+        let rows = fold_log(vec![finish(3, 4, dead, 99)]);
+        assert_eq!(rows[0].state, "dead");
+        assert_eq!(rows[0].attempts, 4);
+        assert_eq!(
+            rows[0].outcome,
+            Some((Some(99), Some("kapso: 131047".into())))
+        );
+    }
 }

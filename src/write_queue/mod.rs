@@ -11,6 +11,10 @@
 //! The queue knows nothing of the tables: a write is a closure over the connection, so the SQL
 //! stays with the module that owns each table.
 
+mod coalesced;
+
+pub use coalesced::{Coalesced, WriteAll};
+
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
@@ -88,6 +92,18 @@ impl WriteQueue {
         let (reply, answer) = oneshot::channel::<Result<(), WriteError>>();
         drop(answer);
         self.submit(write, reply)
+    }
+
+    /// Queues a write that reports its own outcome (see [`Coalesced`]).
+    fn run<F>(&self, op: F) -> Result<(), WriteError>
+    where
+        F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, (bool, Completer)>
+            + Send
+            + 'static,
+    {
+        self.sender
+            .send(Box::new(op))
+            .map_err(|_| WriteError::Stopped)
     }
 
     fn submit<T, F>(
