@@ -4,6 +4,11 @@ use clap::Parser;
 use switchboard::cli::{self, Cli};
 use switchboard::telemetry;
 
+/// glibc's allocator spent a tenth of the server's time consolidating free chunks under load;
+/// mimalloc does not (see docs/BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     telemetry::init_with_default(cli.log_format, cli.default_log_filter());
