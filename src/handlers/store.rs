@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool};
+use sqlx::{SqliteConnection, SqlitePool};
 
 use super::Action;
 use crate::write_queue::{BoxFuture, Coalesced, WriteError, WriteQueue};
@@ -90,47 +90,38 @@ pub async fn planned(pool: &SqlitePool, job_id: i64) -> Result<Vec<OutboundRow>,
     .await
 }
 
-/// Rows per multi-row statement (at most 6 variables each).
-const ROWS_PER_STATEMENT: usize = 1000;
-
-/// Records the plans of several jobs, before anything of them is sent, and returns each job's
-/// rows in order. A job whose plan already exists gets no rows back.
+/// Records the plans of several jobs in one statement, before anything of them is sent, and
+/// returns each job's rows in order. A job whose plan already exists gets no rows back. The
+/// rows go in as one JSON array, so the statement's text never changes and stays prepared.
 fn record_plans<'c>(
     conn: &'c mut SqliteConnection,
     plans: Vec<PlannedActions>,
 ) -> BoxFuture<'c, Result<Vec<Vec<OutboundRow>>, sqlx::Error>> {
     Box::pin(async move {
-        let rows: Vec<(i64, i64, &Action, i64)> = plans
+        let rows: Vec<_> = plans
             .iter()
             .flat_map(|plan| {
                 plan.actions.iter().enumerate().map(|(seq, action)| {
-                    let seq = i64::try_from(seq).unwrap_or(i64::MAX);
-                    (plan.job_id, seq, action, plan.at)
+                    let (kind, phone_number_id, body) = action.to_row();
+                    (plan.job_id, seq, phone_number_id, kind, body, plan.at)
                 })
             })
             .collect();
+        let rows = serde_json::to_string(&rows)
+            .map_err(|e| sqlx::Error::Protocol(format!("send plans as JSON: {e}")))?;
+        let inserted: Vec<PlannedRow> = sqlx::query_as(
+            "INSERT INTO outbound (job_id, seq, phone_number_id, action, body, created_at)
+             SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5
+             FROM json_each(?) WHERE true
+             ON CONFLICT (job_id, seq) DO NOTHING
+             RETURNING job_id, id, seq, phone_number_id, action, body, state, wamid",
+        )
+        .bind(rows)
+        .fetch_all(&mut *conn)
+        .await?;
         let mut by_job: HashMap<i64, Vec<OutboundRow>> = HashMap::with_capacity(plans.len());
-        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-            let mut query: QueryBuilder<Sqlite> = QueryBuilder::new(
-                "INSERT INTO outbound (job_id, seq, phone_number_id, action, body, created_at) ",
-            );
-            query.push_values(chunk, |mut row, (job_id, seq, action, at)| {
-                let (kind, phone_number_id, body) = action.to_row();
-                row.push_bind(*job_id)
-                    .push_bind(*seq)
-                    .push_bind(phone_number_id.to_owned())
-                    .push_bind(kind)
-                    .push_bind(body)
-                    .push_bind(*at);
-            });
-            query.push(
-                " ON CONFLICT (job_id, seq) DO NOTHING
-                 RETURNING job_id, id, seq, phone_number_id, action, body, state, wamid",
-            );
-            let inserted: Vec<PlannedRow> = query.build_query_as().fetch_all(&mut *conn).await?;
-            for row in inserted {
-                by_job.entry(row.job_id).or_default().push(row.row);
-            }
+        for row in inserted {
+            by_job.entry(row.job_id).or_default().push(row.row);
         }
         Ok(plans
             .iter()
@@ -151,24 +142,27 @@ struct PlannedRow {
     row: OutboundRow,
 }
 
-/// Kapso confirmed these rows: never send them again.
+/// Kapso confirmed these rows: never send them again. One statement for the lot.
 fn mark_sent<'c>(
     conn: &'c mut SqliteConnection,
     marks: Vec<SentMark>,
 ) -> BoxFuture<'c, Result<Vec<()>, sqlx::Error>> {
     Box::pin(async move {
-        for chunk in marks.chunks(ROWS_PER_STATEMENT) {
-            let mut query: QueryBuilder<Sqlite> = QueryBuilder::new(
-                "UPDATE outbound SET state = 'sent', wamid = v.column2, sent_at = v.column3 FROM (",
-            );
-            query.push_values(chunk, |mut row, mark| {
-                row.push_bind(mark.id)
-                    .push_bind(mark.wamid.clone())
-                    .push_bind(mark.at);
-            });
-            query.push(") AS v WHERE outbound.id = v.column1");
-            query.build().execute(&mut *conn).await?;
-        }
+        let rows: Vec<_> = marks
+            .iter()
+            .map(|mark| (mark.id, mark.wamid.as_deref(), mark.at))
+            .collect();
+        let rows = serde_json::to_string(&rows)
+            .map_err(|e| sqlx::Error::Protocol(format!("sent marks as JSON: {e}")))?;
+        sqlx::query(
+            "UPDATE outbound SET state = 'sent', wamid = v.wamid, sent_at = v.at
+             FROM (SELECT value ->> 0 AS id, value ->> 1 AS wamid, value ->> 2 AS at
+                   FROM json_each(?)) AS v
+             WHERE outbound.id = v.id",
+        )
+        .bind(rows)
+        .execute(&mut *conn)
+        .await?;
         Ok(vec![(); marks.len()])
     })
 }

@@ -92,12 +92,10 @@ fn event_ids_array<S: serde::Serializer>(text: &str, s: S) -> Result<S::Ok, S::E
     ids.serialize(s)
 }
 
-/// Rows per multi-row INSERT (14 variables each, well under SQLite's limit).
-const INSERT_CHUNK: usize = 500;
-
-/// Inserts `jobs` with consecutive ids in a few multi-row statements and returns the ids, in
-/// order. Runs inside the caller's `BEGIN IMMEDIATE` transaction, which holds the write lock
-/// from the id lookup to the insert, so the numbering cannot collide.
+/// Inserts `jobs` with consecutive ids in one statement (the rows go in as one JSON array, so
+/// its text never changes and stays prepared) and returns the ids, in order. Runs inside the
+/// caller's `BEGIN IMMEDIATE` transaction, which holds the write lock from the id lookup to
+/// the insert, so the numbering cannot collide.
 pub async fn enqueue_all(
     conn: &mut SqliteConnection,
     jobs: &[NewJob],
@@ -110,31 +108,41 @@ pub async fn enqueue_all(
         .fetch_one(&mut *conn)
         .await?;
     let ids: Vec<i64> = (1..).map(|n: i64| last + n).take(jobs.len()).collect();
-    for (chunk, chunk_ids) in jobs.chunks(INSERT_CHUNK).zip(ids.chunks(INSERT_CHUNK)) {
-        let mut query: QueryBuilder<Sqlite> = QueryBuilder::new(
-            "INSERT INTO jobs (id, route, handler, webhook, event_type, conversation, ordering_key,
-                               order_ts, order_seq, event_ids, max_attempts, run_at, created_at, updated_at) ",
-        );
-        query.push_values(chunk.iter().zip(chunk_ids), |mut row, (job, id)| {
+    let rows: Vec<_> = jobs
+        .iter()
+        .zip(&ids)
+        .map(|(job, id)| {
             let event_ids =
                 serde_json::to_string(&job.event_ids).unwrap_or_else(|_| "[]".to_owned());
-            row.push_bind(*id)
-                .push_bind(job.route.clone())
-                .push_bind(job.handler.clone())
-                .push_bind(job.webhook.clone())
-                .push_bind(job.event_type.clone())
-                .push_bind(job.conversation.clone())
-                .push_bind(job.ordering_key.clone())
-                .push_bind(job.order_ts)
-                .push_bind(job.order_seq)
-                .push_bind(event_ids)
-                .push_bind(i64::from(job.max_attempts))
-                .push_bind(job.run_at)
-                .push_bind(now)
-                .push_bind(now);
-        });
-        query.build().execute(&mut *conn).await?;
-    }
+            (
+                *id,
+                &job.route,
+                &job.handler,
+                &job.webhook,
+                &job.event_type,
+                &job.conversation,
+                &job.ordering_key,
+                job.order_ts,
+                job.order_seq,
+                event_ids,
+                job.max_attempts,
+                job.run_at,
+            )
+        })
+        .collect();
+    let rows = serde_json::to_string(&rows)
+        .map_err(|e| sqlx::Error::Protocol(format!("jobs as JSON: {e}")))?;
+    sqlx::query(
+        "INSERT INTO jobs (id, route, handler, webhook, event_type, conversation, ordering_key,
+                           order_ts, order_seq, event_ids, max_attempts, run_at, created_at, updated_at)
+         SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5,
+                value ->> 6, value ->> 7, value ->> 8, value ->> 9, value ->> 10, value ->> 11, ?2, ?2
+         FROM json_each(?1) ORDER BY key",
+    )
+    .bind(rows)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
     Ok(ids)
 }
 
@@ -308,11 +316,9 @@ fn fold_log(entries: Vec<JobLog>) -> Vec<LoggedRow> {
     rows
 }
 
-/// Rows per multi-row UPDATE of the job log (9 variables each).
-const LOG_CHUNK: usize = 1000;
-
-/// Writes a batch of claims and outcomes: one UPDATE per [`LOG_CHUNK`] jobs, whatever the
-/// number of entries. Only unfinished rows change (a finished job's row is final).
+/// Writes a batch of claims and outcomes in one UPDATE, whatever the number of entries: the
+/// rows go in as one JSON array, so the statement's text never changes and stays prepared.
+/// Only unfinished rows change (a finished job's row is final).
 pub fn write_log<'c>(
     conn: &'c mut SqliteConnection,
     entries: Vec<JobLog>,
@@ -320,31 +326,41 @@ pub fn write_log<'c>(
     Box::pin(async move {
         let count = entries.len();
         let rows = fold_log(entries);
-        for chunk in rows.chunks(LOG_CHUNK) {
-            let mut query: QueryBuilder<Sqlite> = QueryBuilder::new(
-                "UPDATE jobs SET state = v.column2, attempts = v.column3, lease_owner = v.column4,
-                     lease_until = NULL, run_at = COALESCE(v.column5, jobs.run_at),
-                     finished_at = CASE WHEN v.column6 THEN v.column7 ELSE jobs.finished_at END,
-                     last_error = CASE WHEN v.column6 THEN v.column8 ELSE jobs.last_error END,
-                     updated_at = v.column9
-                 FROM (",
-            );
-            query.push_values(chunk, |mut values, row| {
+        let values: Vec<_> = rows
+            .iter()
+            .map(|row| {
                 let (finished_at, error) = row.outcome.clone().unwrap_or_default();
-                values
-                    .push_bind(row.id)
-                    .push_bind(row.state)
-                    .push_bind(row.attempts)
-                    .push_bind(row.lease_owner.as_deref().map(str::to_owned))
-                    .push_bind(row.run_at)
-                    .push_bind(row.outcome.is_some())
-                    .push_bind(finished_at)
-                    .push_bind(error)
-                    .push_bind(row.updated_at);
-            });
-            query.push(") AS v WHERE jobs.id = v.column1 AND jobs.state IN ('queued', 'running')");
-            query.build().execute(&mut *conn).await?;
-        }
+                (
+                    row.id,
+                    row.state,
+                    row.attempts,
+                    row.lease_owner.as_deref(),
+                    row.run_at,
+                    row.outcome.is_some(),
+                    finished_at,
+                    error,
+                    row.updated_at,
+                )
+            })
+            .collect();
+        let values = serde_json::to_string(&values)
+            .map_err(|e| sqlx::Error::Protocol(format!("job log as JSON: {e}")))?;
+        // `+jobs.state`: look jobs up by id, never scan them by state.
+        sqlx::query(
+            "UPDATE jobs SET state = v.state, attempts = v.attempts, lease_owner = v.owner,
+                 lease_until = NULL, run_at = COALESCE(v.run_at, jobs.run_at),
+                 finished_at = CASE WHEN v.ended THEN v.finished_at ELSE jobs.finished_at END,
+                 last_error = CASE WHEN v.ended THEN v.error ELSE jobs.last_error END,
+                 updated_at = v.at
+             FROM (SELECT value ->> 0 AS id, value ->> 1 AS state, value ->> 2 AS attempts,
+                          value ->> 3 AS owner, value ->> 4 AS run_at, value ->> 5 AS ended,
+                          value ->> 6 AS finished_at, value ->> 7 AS error, value ->> 8 AS at
+                   FROM json_each(?)) AS v
+             WHERE jobs.id = v.id AND +jobs.state IN ('queued', 'running')",
+        )
+        .bind(values)
+        .execute(&mut *conn)
+        .await?;
         Ok(vec![(); count])
     })
 }
