@@ -43,6 +43,9 @@ pub trait JobQueue: Send + Sync {
 /// The in-memory schedule with the `jobs` table as its log.
 pub struct LocalQueue {
     state: Mutex<State>,
+    /// Wakes one idle worker when a job may have become runnable; a worker that takes a job
+    /// while more are due wakes the next, so a burst of jobs wakes as many workers as it needs
+    /// and a single job wakes one (not every idle worker).
     changed: Notify,
     writes: WriteQueue,
     /// Claims and outcomes, written many jobs to a statement.
@@ -145,7 +148,7 @@ impl LocalQueue {
             }
             self.publish(&state);
         }
-        self.changed.notify_waiters();
+        self.changed.notify_one();
         Ok(count)
     }
 
@@ -185,7 +188,11 @@ impl LocalQueue {
                         job.clone()
                     });
                     self.publish(&state);
+                    let more_due = state.schedule.next_due().is_some_and(|at| at <= now);
                     drop(state);
+                    if more_due {
+                        self.changed.notify_one();
+                    }
                     match job {
                         Some(job) => {
                             self.record_claim(&job, now);
@@ -254,7 +261,7 @@ impl LocalQueue {
             }
             self.publish(&state);
         }
-        self.changed.notify_waiters();
+        self.changed.notify_one();
         logged
     }
 }
@@ -291,7 +298,7 @@ impl JobQueue for LocalQueue {
             }
             self.publish(&state);
         }
-        self.changed.notify_waiters();
+        self.changed.notify_one();
     }
 
     fn take<'a>(&'a self, shutdown: &'a CancellationToken) -> BoxFuture<'a, Option<ClaimedJob>> {
