@@ -1,5 +1,5 @@
 //! Wiring: builds the parts from a [`Config`], merges their routers, runs the server and the
-//! pipeline loops (dispatcher, buffer flusher, job workers) and the startup webhook sync, and
+//! pipeline loops (dispatcher with its conversation buffers, job workers) and the startup webhook sync, and
 //! shuts everything down in order: stop accepting, finish requests and running jobs, drain the
 //! inbox writer, close the database.
 
@@ -16,7 +16,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, AdminState};
-use crate::buffer::Flusher;
+use crate::buffer::{self, OpenBuffers};
 use crate::clock::Clock;
 use crate::config::{Config, KapsoConfig};
 use crate::db;
@@ -34,7 +34,7 @@ use crate::sync::{self, SyncStatus};
 use crate::write_priority::WritePriority;
 use crate::write_queue::WriteQueue;
 
-/// Read connections for the pipeline (events, send plans, due buffers).
+/// Read connections for the pipeline (events, send plans).
 const READ_CONNECTIONS: u32 = 4;
 /// How often the WAL is checkpointed (outside the writer connection).
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
@@ -51,6 +51,8 @@ pub struct App {
     writes: WriteQueue,
     write_task: JoinHandle<()>,
     queue: Arc<LocalQueue>,
+    /// The open conversation buffers as loaded at startup; the dispatcher takes them.
+    buffers: OpenBuffers,
     priority: WritePriority,
     clock: Clock,
     inbox: Inbox,
@@ -92,10 +94,12 @@ impl App {
         let queue = LocalQueue::recover(&pool, writes.clone(), clock.clone(), metrics.clone())
             .await
             .context("loading the job queue")?;
-        let (_, buffered) = crate::buffer::store::open_counts(&pool)
+        let buffers = buffer::recover(&pool, clock.now_ms())
             .await
-            .context("counting buffered messages")?;
-        metrics.buffered_messages.set(buffered);
+            .context("loading the open conversation buffers")?;
+        metrics
+            .buffered_messages
+            .set(i64::try_from(buffers.messages()).unwrap_or(i64::MAX));
         let group_commit = GroupCommit {
             max_batch: config.storage.group_commit_max,
             synchronous: config.storage.synchronous,
@@ -130,6 +134,7 @@ impl App {
             writes,
             write_task,
             queue: Arc::new(queue),
+            buffers,
             priority,
             clock,
             inbox,
@@ -168,9 +173,14 @@ impl App {
             ))
     }
 
-    /// Starts the dispatcher, the buffer flusher and the job workers on `tasks`.
-    fn spawn_pipeline(&self, tasks: &mut JoinSet<()>, shutdown: &CancellationToken) {
-        let buffered = Arc::new(Notify::new());
+    /// Starts the dispatcher (which flushes the conversation `buffers` too) and the job
+    /// workers on `tasks`.
+    fn spawn_pipeline(
+        &self,
+        tasks: &mut JoinSet<()>,
+        shutdown: &CancellationToken,
+        buffers: OpenBuffers,
+    ) {
         let poll = Duration::from_millis(self.config.jobs.poll_interval_ms);
         let dispatcher = Dispatcher {
             pool: self.pool.clone(),
@@ -178,25 +188,13 @@ impl App {
             router: self.routes.clone(),
             events_stored: self.events_stored.clone(),
             queue: self.queue.clone(),
-            buffered: buffered.clone(),
             poll_interval: poll,
             priority: self.priority.clone(),
             metrics: self.metrics.clone(),
             clock: self.clock.clone(),
+            buffers,
         };
         tasks.spawn(dispatcher.run(shutdown.clone()));
-        let flusher = Flusher {
-            pool: self.pool.clone(),
-            reads: self.reads.clone(),
-            router: self.routes.clone(),
-            buffered,
-            queue: self.queue.clone(),
-            poll_interval: poll,
-            priority: self.priority.clone(),
-            metrics: self.metrics.clone(),
-            clock: self.clock.clone(),
-        };
-        tasks.spawn(flusher.run(shutdown.clone()));
         let ledger = Ledger::new(self.reads.clone(), self.writes.clone());
         let runner = Arc::new(Runner {
             reads: self.reads.clone(),
@@ -219,13 +217,14 @@ impl App {
     /// the background once the server listens, retried with backoff on failure. Serving never
     /// waits for it; `/readyz` shows its state.
     pub async fn serve(
-        self,
+        mut self,
         listener: TcpListener,
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
         let router = self.router();
         let mut tasks = JoinSet::new();
-        self.spawn_pipeline(&mut tasks, &shutdown);
+        let buffers = std::mem::take(&mut self.buffers);
+        self.spawn_pipeline(&mut tasks, &shutdown, buffers);
         let checkpoints = tokio::spawn(db::checkpoint_loop(
             self.config.storage.clone(),
             CHECKPOINT_EVERY,

@@ -54,7 +54,7 @@ pub struct Metrics {
     pub job_duration: HistogramFamily<JobLabels>,
     /// Jobs by state, refreshed on each scrape.
     pub jobs: Family<StateLabels, Gauge>,
-    /// Messages waiting in conversation buffers, refreshed on each scrape.
+    /// Messages waiting in conversation buffers, kept by the dispatcher (which owns them).
     pub buffered_messages: Gauge,
     /// From the job's creation to Kapso confirming its last send.
     pub reply_latency: Histogram,

@@ -1,6 +1,6 @@
 //! Who gets the single writer connection first: the inbox. Deliveries wait for their commit
 //! before Kapso gets its answer, so while the inbox writer waits for the connection, the
-//! pipeline's writers (dispatcher, buffer flusher, job writes) hold back and queue behind it.
+//! pipeline's writers (dispatcher and its buffer flushes, job writes) hold back and queue behind it.
 //! The pipeline then waits at most for one inbox commit, and the inbox at most for one
 //! pipeline transaction.
 

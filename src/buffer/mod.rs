@@ -1,113 +1,107 @@
-//! Per-conversation debounce of `whatsapp.message.received`, durable in SQLite: the dispatcher
-//! adds messages (see [`store::add`]), and [`Flusher`] turns each batch whose time has come
-//! into one job, many batches per transaction. Flush times are stored, so after a restart
-//! batches flush when they were due.
+//! Per-conversation debounce of `whatsapp.message.received`. The open batches live in memory
+//! ([`OpenBuffers`]), owned by the dispatcher, which adds messages and flushes due batches in
+//! turn; the tables `buffers` and `buffered_events` are their durable log ([`store`]), written
+//! in the same transactions that route the messages and enqueue the batches' jobs. At startup
+//! [`recover`] loads the open batches back, so after a restart batches flush when they were due
+//! (at once, if that was during the downtime).
 
+pub mod open;
 pub mod store;
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::HashMap;
 
 use sqlx::SqlitePool;
-use tokio::sync::Notify;
-use tokio_util::sync::CancellationToken;
 
-use crate::clock::Clock;
-use crate::inbox::store::load_events;
-use crate::jobs::queue::JobQueue;
-use crate::jobs::{event_time_ms, store as job_store, NewJob};
-use crate::metrics::Metrics;
+use crate::inbox::store::{load_events, StoredEvent};
+use crate::jobs::NewJob;
 use crate::router::Router;
-use crate::write_priority::WritePriority;
+pub use open::{Additions, Batch, BatchKey, OpenBuffers};
 
-/// Most batches flushed in one transaction.
-const FLUSH_BATCH: i64 = 256;
+/// Events read per query when loading the open batches.
+const LOAD_CHUNK: usize = 500;
 
-pub struct Flusher {
-    /// The writer connection.
-    pub pool: SqlitePool,
-    /// Read connections (due batches are found here).
-    pub reads: SqlitePool,
-    pub router: Arc<Router>,
-    /// Woken when messages are buffered (a batch may now be full or due sooner).
-    pub buffered: Arc<Notify>,
-    /// Where the flushed batches' jobs are scheduled once committed.
-    pub queue: Arc<dyn JobQueue>,
-    pub poll_interval: Duration,
-    /// Holds this writer back while the inbox waits for the connection.
-    pub priority: WritePriority,
-    pub metrics: Arc<Metrics>,
-    pub clock: Clock,
+/// Loads the open batches from their tables. Messages logged without their batch's row (which
+/// the server never writes) get a batch due at `now`, so they are not left behind.
+pub async fn recover(pool: &SqlitePool, now: i64) -> Result<OpenBuffers, sqlx::Error> {
+    let batches = store::open_batches(pool).await?;
+    let members = store::buffered_events(pool).await?;
+    let ids: Vec<i64> = members.iter().map(|(_, _, id)| *id).collect();
+    let mut events: HashMap<i64, StoredEvent> = HashMap::with_capacity(ids.len());
+    for chunk in ids.chunks(LOAD_CHUNK) {
+        events.extend(
+            load_events(pool, chunk)
+                .await?
+                .into_iter()
+                .map(|e| (e.id, e)),
+        );
+    }
+    let mut grouped: HashMap<BatchKey, Vec<StoredEvent>> = HashMap::new();
+    for (route, conversation, id) in members {
+        if let Some(event) = events.remove(&id) {
+            grouped
+                .entry(BatchKey {
+                    route,
+                    conversation,
+                })
+                .or_default()
+                .push(event);
+        }
+    }
+    let mut open = OpenBuffers::default();
+    for stored in batches {
+        let key = BatchKey {
+            route: stored.route,
+            conversation: stored.conversation,
+        };
+        let events = grouped.remove(&key).unwrap_or_default();
+        let batch = Batch {
+            first_at: stored.first_at,
+            last_at: stored.last_at,
+            flush_at: stored.flush_at,
+            events,
+        };
+        open.open(key, batch);
+    }
+    for (key, events) in grouped {
+        tracing::warn!(route = %key.route, messages = events.len(), "buffered messages without their batch: flushing them now");
+        let batch = Batch {
+            first_at: now,
+            last_at: now,
+            flush_at: now,
+            events,
+        };
+        open.open(key, batch);
+    }
+    Ok(open)
 }
 
-impl Flusher {
-    pub async fn run(self, shutdown: CancellationToken) {
-        loop {
-            let notified = self.buffered.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            // The next flush time on the pipeline's clock, if one is known.
-            let next = match self.flush_due().await {
-                Ok(()) => match store::next_flush(&self.reads).await {
-                    Ok(next) => next,
-                    Err(err) => {
-                        tracing::error!(error = %err, "buffer: cannot read the next flush time");
-                        None
-                    }
-                },
-                Err(err) => {
-                    tracing::error!(error = %err, "buffer: flush failed, will retry");
-                    None
-                }
-            };
-            let due = self.clock.sleep_until_some(next);
-            tokio::select! {
-                () = &mut notified => {}
-                () = due => {}
-                () = tokio::time::sleep(self.poll_interval) => {}
-                () = shutdown.cancelled() => break,
-            }
-        }
-    }
+/// Due batches and their jobs, to be committed in one transaction.
+#[derive(Debug, Default)]
+pub struct Flush {
+    /// The batches to close.
+    pub keys: Vec<BatchKey>,
+    /// One job per batch whose route is still configured.
+    pub jobs: Vec<NewJob>,
+}
 
-    /// Turns every batch that is due into a job, up to [`FLUSH_BATCH`] batches per transaction.
-    pub async fn flush_due(&self) -> Result<(), sqlx::Error> {
-        loop {
-            let now = self.clock.now_ms();
-            let due = store::due(&self.reads, now, FLUSH_BATCH).await?;
-            if due.is_empty() {
-                return Ok(());
-            }
-            let mut new_jobs = Vec::with_capacity(due.len());
-            let mut messages = 0;
-            let mut tx = {
-                self.priority.after_urgent().await;
-                self.pool.begin_with("BEGIN IMMEDIATE").await?
-            };
-            for (route_name, conversation) in &due {
-                let ids = store::take(&mut tx, route_name, conversation).await?;
-                messages += ids.len();
-                let mut events = load_events(&mut *tx, &ids).await?;
-                events.sort_by_key(|e| (event_time_ms(e), e.id));
-                match self.router.get(route_name) {
-                    Some(route) => {
-                        new_jobs.extend(NewJob::for_events(route, &events, now));
-                    }
-                    None => tracing::warn!(
-                        route = %route_name,
-                        messages = events.len(),
-                        "buffered messages belong to a route that is no longer configured; dropped from the buffer (they stay in the inbox)"
-                    ),
-                }
-            }
-            let ids = job_store::enqueue_all(&mut tx, &new_jobs, now).await?;
-            tx.commit().await?;
-            let jobs = NewJob::all_committed(new_jobs, ids, now);
-            self.metrics
-                .buffered_messages
-                .dec_by(i64::try_from(messages).unwrap_or(i64::MAX));
-            tracing::debug!(batches = due.len(), jobs = jobs.len(), "buffers flushed");
-            self.queue.offer(jobs);
+/// Turns up to `limit` batches due at `now` into jobs, earliest first; memory is unchanged
+/// until [`OpenBuffers::close`]. A batch whose route is no longer configured is dropped from
+/// the buffer with a warning (its messages stay in the inbox).
+pub fn plan_flush(open: &OpenBuffers, router: &Router, now: i64, limit: usize) -> Flush {
+    let keys = open.due(now, limit);
+    let mut jobs = Vec::with_capacity(keys.len());
+    for key in &keys {
+        let Some(batch) = open.get(key) else {
+            continue;
+        };
+        match router.get(&key.route) {
+            Some(route) => jobs.extend(NewJob::for_events(route, &batch.in_event_order(), now)),
+            None => tracing::warn!(
+                route = %key.route,
+                messages = batch.events.len(),
+                "buffered messages belong to a route that is no longer configured; dropped from the buffer (they stay in the inbox)"
+            ),
         }
     }
+    Flush { keys, jobs }
 }

@@ -1,99 +1,108 @@
-//! All SQL on `buffers` and `buffered_events`.
+//! All SQL on `buffers` and `buffered_events`, the durable log of the open batches (which live
+//! in memory, see [`super::open`]). Written with multi-row statements: one insert and one
+//! upsert per dispatched batch of events, one delete per table per flushed group of batches.
 
-use sqlx::{SqliteConnection, SqlitePool};
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool};
 
-use crate::config::BufferConfig;
+use super::open::{BatchKey, Change};
 
-/// Adds a message to its route's open batch for the conversation, opening one if needed, and
-/// moves the flush time: `last + window`, never past `first + max_wait`, and now when full.
-/// Runs inside the dispatcher's transaction.
-pub async fn add(
+/// Rows per multi-row statement: at most 6 binds each, well under SQLite's 32,766.
+const ROWS_PER_STATEMENT: usize = 1_000;
+
+/// Writes staged messages and their batches' new times. Runs inside the dispatcher's
+/// transaction.
+pub async fn save(
     conn: &mut SqliteConnection,
-    route: &str,
-    conversation: &str,
-    event_id: i64,
-    now: i64,
-    config: &BufferConfig,
+    changes: &[(BatchKey, Change)],
 ) -> Result<(), sqlx::Error> {
-    let window = i64::try_from(config.window_ms).unwrap_or(i64::MAX);
-    let max_wait = i64::try_from(config.max_wait_ms).unwrap_or(i64::MAX);
-    let max_messages = i64::from(config.max_messages);
-    sqlx::query(
-        "INSERT INTO buffered_events (route, conversation, event_id) VALUES (?, ?, ?)
-         ON CONFLICT DO NOTHING",
-    )
-    .bind(route)
-    .bind(conversation)
-    .bind(event_id)
-    .execute(&mut *conn)
-    .await?;
-    sqlx::query(
-        "INSERT INTO buffers (route, conversation, first_at, last_at, messages, flush_at)
-         VALUES (?1, ?2, ?3, ?3, 1,
-                 CASE WHEN ?6 <= 1 THEN ?3 ELSE MIN(?3 + ?4, ?3 + ?5) END)
-         ON CONFLICT (route, conversation) DO UPDATE SET
-             last_at = excluded.last_at,
-             messages = buffers.messages + 1,
-             flush_at = CASE WHEN buffers.messages + 1 >= ?6 THEN excluded.last_at
-                             ELSE MIN(excluded.last_at + ?4, buffers.first_at + ?5) END",
-    )
-    .bind(route)
-    .bind(conversation)
-    .bind(now)
-    .bind(window)
-    .bind(max_wait)
-    .bind(max_messages)
-    .execute(conn)
-    .await
-    .map(|_| ())
+    let events: Vec<(&BatchKey, i64)> = changes
+        .iter()
+        .flat_map(|(key, change)| change.new_events.iter().map(move |e| (key, e.id)))
+        .collect();
+    for chunk in events.chunks(ROWS_PER_STATEMENT) {
+        let mut query: QueryBuilder<Sqlite> =
+            QueryBuilder::new("INSERT INTO buffered_events (route, conversation, event_id) ");
+        query.push_values(chunk, |mut row, (key, id)| {
+            row.push_bind(key.route.as_str())
+                .push_bind(key.conversation.as_str())
+                .push_bind(*id);
+        });
+        query.push(" ON CONFLICT DO NOTHING");
+        query.build().execute(&mut *conn).await?;
+    }
+    for chunk in changes.chunks(ROWS_PER_STATEMENT) {
+        let mut query: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "INSERT INTO buffers (route, conversation, first_at, last_at, messages, flush_at) ",
+        );
+        query.push_values(chunk, |mut row, (key, change)| {
+            row.push_bind(key.route.as_str())
+                .push_bind(key.conversation.as_str())
+                .push_bind(change.first_at)
+                .push_bind(change.last_at)
+                .push_bind(i64::try_from(change.messages).unwrap_or(i64::MAX))
+                .push_bind(change.flush_at);
+        });
+        query.push(
+            " ON CONFLICT (route, conversation) DO UPDATE SET
+                 first_at = excluded.first_at,
+                 last_at = excluded.last_at,
+                 messages = excluded.messages,
+                 flush_at = excluded.flush_at",
+        );
+        query.build().execute(&mut *conn).await?;
+    }
+    Ok(())
 }
 
-/// Batches whose flush time has come, earliest first.
-pub async fn due(
-    pool: &SqlitePool,
-    now: i64,
-    limit: i64,
-) -> Result<Vec<(String, String)>, sqlx::Error> {
+/// Deletes flushed batches and their messages. Runs inside the transaction that enqueues their
+/// jobs.
+pub async fn delete(conn: &mut SqliteConnection, keys: &[BatchKey]) -> Result<(), sqlx::Error> {
+    for chunk in keys.chunks(ROWS_PER_STATEMENT) {
+        for table in ["buffered_events", "buffers"] {
+            // Through the primary key: a row value `IN (VALUES ...)` would scan the table.
+            let mut query: QueryBuilder<Sqlite> = QueryBuilder::new(format!(
+                "DELETE FROM {table} WHERE rowid IN (SELECT t.rowid FROM (VALUES "
+            ));
+            let mut keys = query.separated(", ");
+            for key in chunk {
+                keys.push("(")
+                    .push_bind_unseparated(key.route.as_str())
+                    .push_unseparated(", ")
+                    .push_bind_unseparated(key.conversation.as_str())
+                    .push_unseparated(")");
+            }
+            query.push(format!(
+                ") AS v JOIN {table} AS t ON t.route = v.column1 AND t.conversation = v.column2"
+            ));
+            query.push(")");
+            query.build().execute(&mut *conn).await?;
+        }
+    }
+    Ok(())
+}
+
+/// An open batch as stored.
+#[derive(Debug, sqlx::FromRow)]
+pub struct StoredBatch {
+    pub route: String,
+    pub conversation: String,
+    pub first_at: i64,
+    pub last_at: i64,
+    pub flush_at: i64,
+}
+
+/// Every open batch, earliest flush first.
+pub async fn open_batches(pool: &SqlitePool) -> Result<Vec<StoredBatch>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT route, conversation FROM buffers WHERE flush_at <= ? ORDER BY flush_at LIMIT ?",
+        "SELECT route, conversation, first_at, last_at, flush_at FROM buffers ORDER BY flush_at",
     )
-    .bind(now)
-    .bind(limit)
     .fetch_all(pool)
     .await
 }
 
-/// Closes a batch and returns its event ids. Runs inside the transaction that enqueues its job.
-pub async fn take(
-    conn: &mut SqliteConnection,
-    route: &str,
-    conversation: &str,
-) -> Result<Vec<i64>, sqlx::Error> {
-    let ids = sqlx::query_scalar(
-        "DELETE FROM buffered_events WHERE route = ? AND conversation = ? RETURNING event_id",
-    )
-    .bind(route)
-    .bind(conversation)
-    .fetch_all(&mut *conn)
-    .await?;
-    sqlx::query("DELETE FROM buffers WHERE route = ? AND conversation = ?")
-        .bind(route)
-        .bind(conversation)
-        .execute(conn)
-        .await?;
-    Ok(ids)
-}
-
-/// The earliest flush time of any open batch.
-pub async fn next_flush(pool: &SqlitePool) -> Result<Option<i64>, sqlx::Error> {
-    sqlx::query_scalar("SELECT MIN(flush_at) FROM buffers")
-        .fetch_one(pool)
-        .await
-}
-
-/// Open batches and the messages waiting in them.
-pub async fn open_counts(pool: &SqlitePool) -> Result<(i64, i64), sqlx::Error> {
-    sqlx::query_as("SELECT COUNT(*), COALESCE(SUM(messages), 0) FROM buffers")
-        .fetch_one(pool)
+/// Every buffered message: its batch's route and conversation, and the event id.
+pub async fn buffered_events(pool: &SqlitePool) -> Result<Vec<(String, String, i64)>, sqlx::Error> {
+    sqlx::query_as("SELECT route, conversation, event_id FROM buffered_events")
+        .fetch_all(pool)
         .await
 }

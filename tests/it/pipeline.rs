@@ -505,6 +505,103 @@ handler = { kind = "reply", text = "{{messages.count}}: {{messages.text}}" }
     assert_eq!(app.count("buffered_events").await, 0);
 }
 
+/// A route batching each conversation's messages for 1.5 s (at most 5 s).
+fn later_route(sim: &SimulatedKapso) -> String {
+    pipeline_config(
+        sim,
+        r#"
+[[routes]]
+name = "later"
+on = "whatsapp.message.received"
+buffer = { enabled = true, window_ms = 1500, max_wait_ms = 5000 }
+handler = { kind = "reply", quote = false, text = "{{messages.count}}: {{messages.text}}" }
+"#,
+    )
+}
+
+fn reply_texts(sim: &SimulatedKapso) -> Vec<String> {
+    sim.sends()
+        .iter()
+        .map(|s| {
+            s.body["text"]["body"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn open_buffers_survive_a_crash_and_each_flushes_once_at_its_due_time() {
+    let sim = sim().await;
+    let time = manual_time();
+    let mut app = TestApp::spawn_with_clock(&later_route(&sim), Clock::Manual(time.clone())).await;
+    let t = 1_764_099_100;
+    for (wamid, conversation, text, at) in [
+        ("wamid.CA1", "conv-ca", "a1", t),
+        ("wamid.CA2", "conv-ca", "a2", t + 1),
+    ] {
+        let payload = text_at(wamid, conversation, text, at, false);
+        assert_eq!(app.deliver(RECEIVED, &payload).await, 200);
+    }
+    settled(&app, &time).await;
+    time.advance(Duration::from_millis(500));
+    // Kapso delivers B's messages out of order.
+    for (wamid, text, at) in [
+        ("wamid.CB3", "b3", t + 4),
+        ("wamid.CB1", "b1", t + 2),
+        ("wamid.CB2", "b2", t + 3),
+    ] {
+        let payload = text_at(wamid, "conv-cb", text, at, false);
+        assert_eq!(app.deliver(RECEIVED, &payload).await, 200);
+    }
+    settled(&app, &time).await;
+    assert_eq!(app.count("buffered_events").await, 5);
+
+    app.kill().await;
+    app.start_again().await;
+    settled(&app, &time).await;
+    assert!(sim.sends().is_empty(), "nothing is due yet");
+    assert_eq!(app.count("buffered_events").await, 5);
+
+    // A's window closes: A alone, with both its messages.
+    time.advance(Duration::from_millis(1_000));
+    sim.wait_for_sends(1, WAIT).await;
+    settled(&app, &time).await;
+    assert_eq!(reply_texts(&sim), ["2: a1\na2"]);
+
+    time.advance(Duration::from_millis(499));
+    settled(&app, &time).await;
+    assert_eq!(sim.sends().len(), 1, "1 ms of B's window is left");
+    time.advance(Duration::from_millis(1));
+    sim.wait_for_sends(2, WAIT).await;
+    settled(&app, &time).await;
+    assert_eq!(reply_texts(&sim), ["2: a1\na2", "3: b1\nb2\nb3"]);
+    assert_eq!(app.count("buffered_events").await, 0);
+    assert_eq!(settled_jobs(&app, 2).await.len(), 2, "one run per burst");
+}
+
+#[tokio::test]
+async fn a_buffer_due_while_the_server_was_down_flushes_at_startup() {
+    let sim = sim().await;
+    let time = manual_time();
+    let mut app = TestApp::spawn_with_clock(&later_route(&sim), Clock::Manual(time.clone())).await;
+    for (wamid, text, at) in [("wamid.D1", "d1", 0), ("wamid.D2", "d2", 1)] {
+        let payload = text_at(wamid, "conv-down", text, 1_764_099_200 + at, false);
+        assert_eq!(app.deliver(RECEIVED, &payload).await, 200);
+    }
+    settled(&app, &time).await;
+    app.kill().await;
+    time.advance(Duration::from_millis(10_000));
+
+    app.start_again().await;
+    sim.wait_for_sends(1, WAIT).await;
+    settled(&app, &time).await;
+    assert_eq!(reply_texts(&sim), ["2: d1\nd2"]);
+    assert_eq!(app.count("buffered_events").await, 0);
+    assert_eq!(settled_jobs(&app, 1).await.len(), 1);
+}
+
 #[tokio::test]
 async fn a_killed_servers_job_runs_again_at_restart_without_waiting_for_its_lease() {
     let sim = sim().await;
