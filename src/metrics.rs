@@ -58,6 +58,16 @@ pub struct Metrics {
     pub buffered_messages: Gauge,
     /// From the job's creation to Kapso confirming its last send.
     pub reply_latency: Histogram,
+    /// How long after its due time each conversation buffer was flushed (its job committed).
+    pub flush_lateness: Histogram,
+}
+
+/// Fine steps up to 100 ms, where the buffer's promise (flushed within 50 ms) lies.
+fn flush_lateness_histogram() -> Histogram {
+    Histogram::new([
+        0.001, 0.002, 0.005, 0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5,
+        1.0, 2.5,
+    ])
 }
 
 fn latency_histogram() -> Histogram {
@@ -137,8 +147,15 @@ impl Metrics {
             "From a job's creation to Kapso confirming its sends",
             reply_latency.clone(),
         );
+        let flush_lateness = flush_lateness_histogram();
+        registry.register(
+            "buffer_flush_lateness_seconds",
+            "From a conversation buffer's due time to its job being committed",
+            flush_lateness.clone(),
+        );
         Metrics {
             registry,
+            flush_lateness,
             job_runs,
             job_duration,
             jobs,
@@ -185,6 +202,10 @@ impl Metrics {
     pub fn observe_reply_latency(&self, elapsed_ms: i64) {
         self.reply_latency
             .observe(elapsed_ms.max(0) as f64 / 1000.0);
+    }
+
+    pub fn observe_flush_lateness(&self, late_ms: i64) {
+        self.flush_lateness.observe(late_ms.max(0) as f64 / 1000.0);
     }
 
     /// The registry in the Prometheus/OpenMetrics text format.

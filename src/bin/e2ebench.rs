@@ -282,6 +282,12 @@ async fn run(args: Args) -> Result<ExitCode> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     proxy_task.abort();
+    // The server's own figure for buffers: due time -> job committed.
+    let server_flush = if args.burst > 1 {
+        server_flush_lateness(&sender.client, &args.url).await
+    } else {
+        None
+    };
 
     let mut latencies_us: Vec<u64> = Vec::new();
     let mut arrivals_ns: Vec<u64> = Vec::new();
@@ -368,6 +374,7 @@ async fn run(args: Args) -> Result<ExitCode> {
         "burst": args.burst,
         "proxy_calls": proxy_calls,
         "flush_lateness_ms": { "p50": late_pct(50.0), "p99": late_pct(99.0), "max": late_pct(100.0) },
+        "server_flush_lateness_ms_at_most": server_flush.as_ref().map(|f| json!({ "p50": f.p50_ms, "p99": f.p99_ms, "flushes": f.count })),
         "proxy_calls_with_api_key": tracker.headers_ok.load(Ordering::Relaxed),
         "delivery_statuses": statuses,
         "e2e_latency_ms": { "p50": pct(50.0), "p90": pct(90.0), "p99": pct(99.0), "p99.9": pct(99.9), "max": pct(100.0) },
@@ -409,6 +416,13 @@ async fn run(args: Args) -> Result<ExitCode> {
                 late_pct(100.0),
                 args.buffer_window_ms
             );
+            match &server_flush {
+                Some(f) => println!(
+                    "  flushes     {} at the server; due time -> job committed: p50 <= {} ms  p99 <= {} ms (histogram bucket bounds from /metrics)",
+                    f.count, f.p50_ms, f.p99_ms
+                ),
+                None => println!("  flushes     the server's /metrics had no buffer_flush_lateness_seconds histogram"),
+            }
         }
         println!("  statuses    {statuses:?}");
         println!(
@@ -520,4 +534,54 @@ async fn post_backlog(sender: Arc<Sender>, total: usize, concurrency: usize) -> 
     }
     while senders.join_next().await.is_some() {}
     started.elapsed()
+}
+
+/// Quantiles (as bucket upper bounds) of the server's `buffer_flush_lateness_seconds`.
+struct ServerFlush {
+    count: u64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+/// Reads the flush-lateness histogram from the server's `/metrics` (same origin as `url`).
+async fn server_flush_lateness(client: &reqwest::Client, url: &str) -> Option<ServerFlush> {
+    let mut metrics_url = reqwest::Url::parse(url).ok()?;
+    metrics_url.set_path("/metrics");
+    let text = client
+        .get(metrics_url)
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    // Lines like `switchboard_buffer_flush_lateness_seconds_bucket{le="0.05"} 123`.
+    let mut buckets: Vec<(f64, u64)> = text
+        .lines()
+        .filter_map(|line| {
+            let rest =
+                line.strip_prefix("switchboard_buffer_flush_lateness_seconds_bucket{le=\"")?;
+            let (le, count) = rest.split_once("\"} ")?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            Some((le, count.trim().parse().ok()?))
+        })
+        .collect();
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let count = buckets.last()?.1;
+    let bound = |q: f64| {
+        let needed = (q * count as f64).ceil() as u64;
+        buckets
+            .iter()
+            .find(|(_, c)| *c >= needed)
+            .map_or(f64::INFINITY, |(le, _)| le * 1000.0)
+    };
+    Some(ServerFlush {
+        count,
+        p50_ms: bound(0.5),
+        p99_ms: bound(0.99),
+    })
 }

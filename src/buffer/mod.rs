@@ -80,6 +80,8 @@ pub async fn recover(pool: &SqlitePool, now: i64) -> Result<OpenBuffers, sqlx::E
 pub struct Flush {
     /// The batches to close.
     pub keys: Vec<BatchKey>,
+    /// When each batch was due, in the order of `keys`.
+    pub due_at: Vec<i64>,
     /// One job per batch whose route is still configured.
     pub jobs: Vec<NewJob>,
 }
@@ -90,10 +92,12 @@ pub struct Flush {
 pub fn plan_flush(open: &OpenBuffers, router: &Router, now: i64, limit: usize) -> Flush {
     let keys = open.due(now, limit);
     let mut jobs = Vec::with_capacity(keys.len());
+    let mut due_at = Vec::with_capacity(keys.len());
     for key in &keys {
         let Some(batch) = open.get(key) else {
             continue;
         };
+        due_at.push(batch.flush_at);
         match router.get(&key.route) {
             Some(route) => jobs.extend(NewJob::for_events(route, &batch.in_event_order(), now)),
             None => tracing::warn!(
@@ -103,5 +107,5 @@ pub fn plan_flush(open: &OpenBuffers, router: &Router, now: i64, limit: usize) -
             ),
         }
     }
-    Flush { keys, jobs }
+    Flush { keys, due_at, jobs }
 }

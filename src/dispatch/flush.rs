@@ -26,6 +26,10 @@ impl Dispatcher {
             store::delete(&mut tx, &flush.keys).await?;
             let ids = job_store::enqueue_all(&mut tx, &flush.jobs, now).await?;
             tx.commit().await?;
+            let committed = self.clock.now_ms();
+            for due in &flush.due_at {
+                self.metrics.observe_flush_lateness(committed - due);
+            }
             self.buffers.close(&flush.keys);
             self.publish_buffered();
             let jobs = NewJob::all_committed(flush.jobs, ids, now);

@@ -185,6 +185,12 @@ async fn a_burst_is_one_job_in_event_order_at_its_due_time() {
     );
     assert!(h.dispatcher.buffers.is_empty());
     assert_eq!(h.count("jobs").await, 1);
+    let metrics = h.dispatcher.metrics.render();
+    assert!(
+        metrics.contains("switchboard_buffer_flush_lateness_seconds_count 1")
+            && metrics.contains("switchboard_buffer_flush_lateness_seconds_bucket{le=\"0.001\"} 1"),
+        "one flush, on time, in the lateness histogram:\n{metrics}"
+    );
 }
 
 #[tokio::test]
