@@ -45,6 +45,7 @@ field() {
     burst_runs) awk '/^--- 7\./ { s = 1 } s && /^  bursts/ { print $2; exit }' "$file" ;;
     burst_late_p50) in_section 7 "^  bursts" p50 "$file" ;;
     burst_late_p99) in_section 7 "^  bursts" p99 "$file" ;;
+    burst_server_p99) awk '/^--- 7\./ { s = 1 } s && /^  flushes/ { for (i = 1; i <= NF; i++) if ($i == "p99") { print $(i + 2); exit } }' "$file" ;;
     claim_10) awk '/^--- 6\./ { s = 1 } s && $1 ~ /^[0-9]+$/ { n++; if (n == 1) { print $3; exit } }' "$file" ;;
     claim_10k) awk '/^--- 6\./ { s = 1 } s && $1 ~ /^[0-9]+$/ { n++; if (n == 2) { print $3; exit } }' "$file" ;;
     claim_100k) awk '/^--- 6\./ { s = 1 } s && $1 ~ /^[0-9]+$/ { n++; if (n == 3) { print $3; exit } }' "$file" ;;
@@ -53,7 +54,7 @@ field() {
 
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "?"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
-FIELDS="throughput rate_p99 e2e_missing e2e_p50 e2e_p99 e2e_ack_p99 max_rate backlog_rate burst_runs burst_rate burst_late_p50 burst_late_p99 claim_10 claim_10k claim_100k"
+FIELDS="throughput rate_p99 e2e_missing e2e_p50 e2e_p99 e2e_ack_p99 max_rate backlog_rate burst_runs burst_rate burst_late_p50 burst_late_p99 burst_server_p99 claim_10 claim_10k claim_100k"
 declare -A values
 for n in $(seq 1 "$RUNS"); do
   out="target/bench/median-$n.txt"
@@ -71,7 +72,7 @@ done
 echo "================ switchboard benchmark: median of $RUNS back-to-back runs ================"
 echo "runs        $(for n in $(seq 1 "$RUNS"); do awk '/^date/ { d = $2 } /^commit/ { c = $2 } END { printf "%s@%s ", d, c }' "target/bench/median-$n.txt"; done)"
 echo "machine     $(nproc) cores, $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null), $(uname -sr)"
-echo "knobs       DURATION=${DURATION:-10} RATE=${RATE:-1000} E2E_RATE=${E2E_RATE:-1000} E2E_DURATION=${E2E_DURATION:-60} E2E_MAX_RATE=${E2E_MAX_RATE:-2000} BACKLOG=${BACKLOG:-50000} BURST_CONVERSATIONS=${BURST_CONVERSATIONS:-20000} CONCURRENCY=${CONCURRENCY:-64}"
+echo "knobs       DURATION=${DURATION:-10} RATE=${RATE:-1000} E2E_RATE=${E2E_RATE:-1000} E2E_DURATION=${E2E_DURATION:-60} E2E_MAX_RATE=${E2E_MAX_RATE:-2200} BURST_RATE=${BURST_RATE:-2000} BACKLOG=${BACKLOG:-50000} BURST_CONVERSATIONS=${BURST_CONVERSATIONS:-20000} CONCURRENCY=${CONCURRENCY:-64}"
 printf '%-40s %-28s %s\n' "figure" "runs" "median"
 label() {
   case "$1" in
@@ -85,8 +86,9 @@ label() {
     backlog_rate) echo "5. backlog drain (replies/s)" ;;
     burst_runs) echo "7. handler runs (one per burst)" ;;
     burst_rate) echo "7. messages/s, buffering on" ;;
-    burst_late_p50) echo "7. flush lateness p50 (ms)" ;;
-    burst_late_p99) echo "7. flush lateness p99 (ms)" ;;
+    burst_late_p50) echo "7. flush lateness p50 (ms), at the proxy" ;;
+    burst_late_p99) echo "7. flush lateness p99 (ms), at the proxy" ;;
+    burst_server_p99) echo "7. flush lateness p99 (ms), server, <=" ;;
     claim_10) echo "6. take p50 (us), 10 queued" ;;
     claim_10k) echo "6. take p50 (us), 10,000 queued" ;;
     claim_100k) echo "6. take p50 (us), 100,000 queued" ;;
