@@ -17,6 +17,7 @@ pub mod ingest;
 pub mod jobs;
 pub mod kapso;
 pub mod kapso_sim;
+pub mod log_text;
 pub mod metrics;
 pub mod router;
 pub mod secret;

@@ -18,6 +18,8 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use tracing::Instrument;
 
+use crate::log_text::Untrusted;
+
 use crate::config::WebhookConfig;
 use crate::inbox::Inbox;
 use crate::metrics::{Metrics, WebhookLabels};
@@ -94,7 +96,12 @@ async fn receive_delivery(
     headers: HeaderMap,
     body: Body,
 ) -> Result<impl IntoResponse, IngestError> {
-    let span = tracing::info_span!("delivery", webhook.name = %name);
+    // A configured name is ours; anything else came from the network.
+    let span = if state.webhooks.contains_key(&name) {
+        tracing::info_span!("delivery", webhook.name = %name)
+    } else {
+        tracing::info_span!("delivery", webhook.name = %Untrusted(&name))
+    };
     async move {
         let result = accept_delivery(&state, name.clone(), headers, body).await;
         match &result {

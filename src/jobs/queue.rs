@@ -22,7 +22,7 @@ use crate::clock::Clock;
 use crate::metrics::{Metrics, StateLabels};
 use crate::write_queue::{BoxFuture, Coalesced, WriteError, WriteQueue};
 
-/// The scheduling interface the workers, the dispatcher and the buffer flusher use.
+/// The scheduling interface the workers, and the dispatcher (routing and buffer flushes) use.
 pub trait JobQueue: Send + Sync {
     /// Jobs whose rows were just committed (by the dispatcher, a buffer flush or a manual
     /// retry): schedule them.

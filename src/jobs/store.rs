@@ -25,8 +25,8 @@ pub struct NewJob {
     pub event_ids: Vec<i64>,
     pub max_attempts: u32,
     pub run_at: i64,
-    /// The events themselves, as the dispatcher or the flusher read them: the worker then
-    /// need not read them again.
+    /// The events themselves, as the dispatcher read them (routing, or flushing a buffer):
+    /// the worker then need not read them again.
     pub events: Option<Arc<[StoredEvent]>>,
 }
 
