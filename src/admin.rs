@@ -3,7 +3,7 @@
 //! times every routed request.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, StatusCode};
@@ -18,10 +18,14 @@ use tokio::sync::watch;
 use crate::db;
 use crate::metrics::Metrics;
 use crate::sync::SyncStatus;
+use crate::write_health::WriteHealth;
 
 #[derive(Clone)]
 pub struct AdminState {
-    pub pool: SqlitePool,
+    /// A read connection: readiness never waits for the writer.
+    pub reads: SqlitePool,
+    /// Whether the last commit succeeded.
+    pub health: WriteHealth,
     pub metrics: Arc<Metrics>,
     /// State of the startup webhook sync.
     pub webhook_sync: watch::Receiver<SyncStatus>,
@@ -39,27 +43,42 @@ async fn healthz() -> impl IntoResponse {
     Json(json!({ "status": "ok" }))
 }
 
-/// Ready means the database is usable. The webhook sync's state is shown but never makes the
+/// Longest `/readyz` waits for the database before answering that it is not ready.
+const READY_CHECK_TIMEOUT: Duration = Duration::from_millis(800);
+
+/// Ready means the database is usable: readable and migrated (checked on a read connection,
+/// within [`READY_CHECK_TIMEOUT`], so the answer comes within a second whatever the writer is
+/// doing), and the last commit succeeded. The webhook sync's state is shown but never makes the
 /// server unready: the webhooks may well exist on Kapso already, and a server out of rotation
 /// would lose deliveries that it could have stored.
 async fn readyz(State(state): State<AdminState>) -> Response {
     let webhook_sync = state.webhook_sync.borrow().to_string();
-    match db::migrations_applied(&state.pool).await {
-        Ok(true) => Json(json!({ "status": "ready", "database": "ok", "webhook_sync": webhook_sync }))
-            .into_response(),
-        Ok(false) => (
+    let not_ready = |database: String| {
+        (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "status": "not ready", "database": "migrations pending", "webhook_sync": webhook_sync })),
+            Json(json!({ "status": "not ready", "database": database, "webhook_sync": webhook_sync })),
         )
-            .into_response(),
-        Err(err) => {
+            .into_response()
+    };
+    let checked =
+        tokio::time::timeout(READY_CHECK_TIMEOUT, db::migrations_applied(&state.reads)).await;
+    match checked {
+        Ok(Ok(true)) => match state.health.failure() {
+            None => {
+                Json(json!({ "status": "ready", "database": "ok", "webhook_sync": webhook_sync }))
+                    .into_response()
+            }
+            Some(error) => not_ready(format!("writes fail: {error}")),
+        },
+        Ok(Ok(false)) => not_ready("migrations pending".to_owned()),
+        Ok(Err(err)) => {
             tracing::warn!(error = %err, "readyz: database check failed");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({ "status": "not ready", "database": "unreachable", "webhook_sync": webhook_sync })),
-            )
-                .into_response()
+            not_ready("unreachable".to_owned())
         }
+        Err(_) => not_ready(format!(
+            "no answer within {} ms",
+            READY_CHECK_TIMEOUT.as_millis()
+        )),
     }
 }
 

@@ -31,6 +31,7 @@ use crate::kapso::KapsoClient;
 use crate::metrics::Metrics;
 use crate::router::Router as Routes;
 use crate::sync::{self, SyncStatus};
+use crate::write_health::WriteHealth;
 use crate::write_priority::WritePriority;
 use crate::write_queue::WriteQueue;
 
@@ -54,6 +55,8 @@ pub struct App {
     /// The open conversation buffers as loaded at startup; the dispatcher takes them.
     buffers: OpenBuffers,
     priority: WritePriority,
+    /// Whether commits succeed, for `/readyz`.
+    health: WriteHealth,
     clock: Clock,
     inbox: Inbox,
     writer: JoinHandle<()>,
@@ -89,8 +92,13 @@ impl App {
         let reads = db::open_reads(&config.storage, READ_CONNECTIONS).await?;
         let metrics = Arc::new(Metrics::new());
         let priority = WritePriority::default();
-        let (writes, write_task) =
-            WriteQueue::start(pool.clone(), PIPELINE_WRITE_BATCH, priority.clone());
+        let health = WriteHealth::default();
+        let (writes, write_task) = WriteQueue::start(
+            pool.clone(),
+            PIPELINE_WRITE_BATCH,
+            priority.clone(),
+            health.clone(),
+        );
         let queue = LocalQueue::recover(&pool, writes.clone(), clock.clone(), metrics.clone())
             .await
             .context("loading the job queue")?;
@@ -112,6 +120,7 @@ impl App {
             group_commit,
             events_stored.clone(),
             priority.clone(),
+            health.clone(),
         );
         let sync_client = if sync::runs_at_startup(&config) {
             let single_attempts = KapsoConfig {
@@ -136,6 +145,7 @@ impl App {
             queue: Arc::new(queue),
             buffers,
             priority,
+            health,
             clock,
             inbox,
             writer,
@@ -159,9 +169,11 @@ impl App {
             self.metrics.clone(),
             self.routes.clone(),
             self.config.server.body_limit_bytes,
+            Duration::from_millis(self.config.server.request_deadline_ms),
         ));
         let admin = admin::router(AdminState {
-            pool: self.pool.clone(),
+            reads: self.reads.clone(),
+            health: self.health.clone(),
             metrics: self.metrics.clone(),
             webhook_sync: self.webhook_sync.subscribe(),
         });
@@ -227,6 +239,8 @@ impl App {
         self.spawn_pipeline(&mut tasks, &shutdown, buffers);
         let checkpoints = tokio::spawn(db::checkpoint_loop(
             self.config.storage.clone(),
+            self.pool.clone(),
+            self.priority.clone(),
             CHECKPOINT_EVERY,
             shutdown.clone(),
         ));

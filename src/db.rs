@@ -219,6 +219,8 @@ pub fn lock_for_server(storage: &StorageConfig) -> Result<ServerLock, DbError> {
 /// readers; what it cannot copy yet waits for the next round. Ends when `shutdown` fires.
 pub async fn checkpoint_loop(
     storage: StorageConfig,
+    writer: SqlitePool,
+    priority: crate::write_priority::WritePriority,
     every: Duration,
     shutdown: tokio_util::sync::CancellationToken,
 ) {
@@ -241,10 +243,16 @@ pub async fn checkpoint_loop(
         match checkpoint(&mut conn).await {
             Ok(frames) if frames > WAL_RESTART_FRAMES => {
                 // Under steady load some reader always holds a snapshot that needs the WAL, so
-                // it is never started over and grows without end: start it over now, waiting
-                // for those readers (the writer waits at most for one such checkpoint).
+                // it is never started over and grows without end: start it over now. This runs
+                // on the writer connection itself, in its turn after the inbox, so the other
+                // writers wait for it in-process instead of sleeping in SQLite's busy handler.
                 let started = std::time::Instant::now();
-                match restart(&mut conn).await {
+                priority.after_urgent().await;
+                let restarted = match writer.acquire().await {
+                    Ok(mut conn) => restart(&mut conn).await,
+                    Err(err) => Err(err),
+                };
+                match restarted {
                     Ok(()) => tracing::debug!(
                         frames,
                         took_ms = started.elapsed().as_millis() as u64,

@@ -86,7 +86,12 @@ async fn run(args: Args) -> Result<()> {
         };
         let pool = db::open_for_server(&storage).await?;
         fill(&pool, size, args.lanes).await?;
-        let (writes, writer) = WriteQueue::start(pool.clone(), 512, WritePriority::default());
+        let (writes, writer) = WriteQueue::start(
+            pool.clone(),
+            512,
+            WritePriority::default(),
+            switchboard::write_health::WriteHealth::default(),
+        );
         let load_started = Instant::now();
         let queue = LocalQueue::recover(
             &pool,

@@ -109,6 +109,9 @@ pub struct ServerConfig {
     pub body_limit_bytes: usize,
     /// How long shutdown waits for in-flight requests before giving up.
     pub shutdown_grace_ms: u64,
+    /// A delivery not committed within this many ms of its arrival gets 503 (Kapso gives up
+    /// on a delivery after 10 s and retries it later).
+    pub request_deadline_ms: u64,
     /// Where Kapso reaches this server (no trailing `/`); webhook sync registers
     /// `{public_url}/webhooks/{name}`. Unset (or empty): no sync.
     pub public_url: Option<String>,
@@ -120,6 +123,7 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             body_limit_bytes: 1024 * 1024,
             shutdown_grace_ms: 10_000,
+            request_deadline_ms: 8_000,
             public_url: None,
         }
     }
@@ -281,6 +285,15 @@ impl Config {
                 format!(
                     "{} is out of range: use 1024 to 67108864 (default 1048576)",
                     self.server.body_limit_bytes
+                ),
+            ));
+        }
+        if !(100..=9_500).contains(&self.server.request_deadline_ms) {
+            return Err(invalid(
+                "server.request_deadline_ms".to_owned(),
+                format!(
+                    "{} is out of range: use 100 to 9500 (default 8000), below the 10 s after which Kapso gives up on a delivery",
+                    self.server.request_deadline_ms
                 ),
             ));
         }

@@ -89,9 +89,17 @@ impl Inbox {
         group_commit: GroupCommit,
         committed: Arc<Notify>,
         priority: crate::write_priority::WritePriority,
+        health: crate::write_health::WriteHealth,
     ) -> (Inbox, JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(group_commit.queue_capacity);
-        let handle = tokio::spawn(writer::run(pool, rx, group_commit, committed, priority));
+        let handle = tokio::spawn(writer::run(
+            pool,
+            rx,
+            group_commit,
+            committed,
+            priority,
+            health,
+        ));
         (Inbox { requests: tx }, handle)
     }
 

@@ -11,6 +11,7 @@ use tokio::sync::{mpsc, Notify};
 use super::{store, DeliveryOutcome, InboxError, NewDelivery, WriteRequest};
 use crate::config::Synchronous;
 use crate::event::Event;
+use crate::write_health::WriteHealth;
 use crate::write_priority::WritePriority;
 
 /// Group-commit tuning.
@@ -43,6 +44,7 @@ pub(super) async fn run(
     config: GroupCommit,
     committed: Arc<Notify>,
     priority: WritePriority,
+    health: WriteHealth,
 ) {
     let mut group = Vec::with_capacity(config.max_batch);
     while let Some(first) = requests.recv().await {
@@ -53,7 +55,7 @@ pub(super) async fn run(
                 Err(_) => break,
             }
         }
-        if write_group(&pool, &mut group, &config, &priority).await > 0 {
+        if write_group(&pool, &mut group, &config, &priority, &health).await > 0 {
             committed.notify_one();
         }
     }
@@ -66,6 +68,7 @@ async fn write_group(
     group: &mut Vec<WriteRequest>,
     config: &GroupCommit,
     priority: &WritePriority,
+    health: &WriteHealth,
 ) -> usize {
     let urgent = priority.urgent();
     let acquired = pool.acquire().await;
@@ -73,7 +76,10 @@ async fn write_group(
     let mut conn = match acquired {
         Ok(conn) => conn,
         Err(err) => {
-            tracing::error!(error = %err, "inbox: cannot get a database connection");
+            health.failed(
+                "inbox",
+                &format_args!("cannot get the database connection: {err}"),
+            );
             for request in group.drain(..) {
                 let _ = request
                     .reply
@@ -86,6 +92,7 @@ async fn write_group(
     let mut stored = 0;
     match write_all(&mut conn, group, config).await {
         Ok(outcomes) => {
+            health.committed("inbox");
             for (request, outcome) in group.drain(..).zip(outcomes) {
                 stored += outcome.stored;
                 // A dropped receiver means the client went away; the delivery is stored anyway.
@@ -93,16 +100,17 @@ async fn write_group(
             }
         }
         Err(err) => {
-            tracing::warn!(error = %err, group.size = size, "inbox: group commit failed, retrying deliveries one by one");
+            tracing::debug!(error = %err, group.size = size, "inbox: group commit failed, retrying deliveries one by one");
             for request in group.drain(..) {
                 let result = write_all(&mut conn, std::slice::from_ref(&request), config)
                     .await
                     .map(|mut outcomes| outcomes.remove(0));
-                if let Ok(outcome) = &result {
-                    stored += outcome.stored;
-                }
-                if let Err(err) = &result {
-                    tracing::error!(error = %err, webhook.name = %request.delivery.webhook, "inbox: delivery could not be stored");
+                match &result {
+                    Ok(outcome) => {
+                        stored += outcome.stored;
+                        health.committed("inbox");
+                    }
+                    Err(err) => health.failed("inbox", err),
                 }
                 let _ = request.reply.send(result);
             }

@@ -20,6 +20,8 @@ pub enum IngestError {
     Unauthorized(#[from] SignatureError),
     #[error(transparent)]
     Inbox(#[from] InboxError),
+    #[error("not committed within the request deadline ({deadline_ms} ms); retry later")]
+    DeadlineExceeded { deadline_ms: u64 },
 }
 
 impl IngestError {
@@ -31,6 +33,7 @@ impl IngestError {
             IngestError::BodyUnreadable => "unreadable",
             IngestError::Unauthorized(_) => "unauthorized",
             IngestError::Inbox(_) => "error",
+            IngestError::DeadlineExceeded { .. } => "deadline",
         }
     }
 
@@ -38,6 +41,9 @@ impl IngestError {
         match self {
             IngestError::Inbox(err) => tracing::error!(error = %err, "delivery not stored"),
             IngestError::Unauthorized(err) => tracing::warn!(reason = %err, "delivery refused"),
+            IngestError::DeadlineExceeded { .. } => {
+                tracing::warn!(reason = %self, "delivery answered 503");
+            }
             other => tracing::info!(reason = %other, "delivery refused"),
         }
     }
@@ -51,6 +57,7 @@ impl IntoResponse for IngestError {
             IngestError::BodyUnreadable => StatusCode::BAD_REQUEST,
             IngestError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             IngestError::Inbox(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            IngestError::DeadlineExceeded { .. } => StatusCode::SERVICE_UNAVAILABLE,
         };
         let message = match &self {
             IngestError::Inbox(_) => "internal error".to_owned(),

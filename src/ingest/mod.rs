@@ -7,6 +7,7 @@ pub mod signature;
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -56,6 +57,8 @@ pub struct IngestState {
     metrics: Arc<Metrics>,
     routes: Arc<Routes>,
     body_limit: usize,
+    /// A delivery not committed within this long gets 503.
+    deadline: Duration,
 }
 
 impl IngestState {
@@ -65,6 +68,7 @@ impl IngestState {
         metrics: Arc<Metrics>,
         routes: Arc<Routes>,
         body_limit: usize,
+        deadline: Duration,
     ) -> Self {
         let webhooks = webhooks
             .iter()
@@ -76,6 +80,7 @@ impl IngestState {
             metrics,
             routes,
             body_limit,
+            deadline,
         }
     }
 }
@@ -103,7 +108,20 @@ async fn receive_delivery(
         tracing::info_span!("delivery", webhook.name = %Untrusted(&name))
     };
     async move {
-        let result = accept_delivery(&state, name.clone(), headers, body).await;
+        // Past the deadline Kapso is about to give up: answer 503 (it retries later) rather
+        // than a late 200. A delivery already queued for its commit may still be stored; the
+        // retry is then deduplicated.
+        let result = match tokio::time::timeout(
+            state.deadline,
+            accept_delivery(&state, name.clone(), headers, body),
+        )
+        .await
+        {
+            Ok(result) => result,
+            Err(_) => Err(IngestError::DeadlineExceeded {
+                deadline_ms: u64::try_from(state.deadline.as_millis()).unwrap_or(u64::MAX),
+            }),
+        };
         match &result {
             Ok(_) => {}
             Err(err) => {

@@ -189,6 +189,7 @@ mod tests {
     use sqlx::SqlitePool;
 
     use super::*;
+    use crate::write_health::WriteHealth;
     use crate::write_priority::WritePriority;
 
     static STATEMENTS: AtomicUsize = AtomicUsize::new(0);
@@ -250,7 +251,7 @@ mod tests {
         let priority = WritePriority::default();
         // The writer holds back while the "inbox" waits, so every push below queues up.
         let urgent = priority.urgent();
-        let (queue, _task) = WriteQueue::start(pool.clone(), 64, priority);
+        let (queue, _task) = WriteQueue::start(pool.clone(), 64, priority, WriteHealth::default());
         let coalesced = Coalesced::new(queue, insert_all);
         let before = STATEMENTS.load(Ordering::SeqCst);
         for v in 100..200 {
@@ -279,7 +280,12 @@ mod tests {
     async fn a_failed_statement_fails_its_items_and_later_pushes_still_write() {
         let dir = tempfile::tempdir().unwrap();
         let pool = pool(&dir).await;
-        let (queue, _task) = WriteQueue::start(pool.clone(), 64, WritePriority::default());
+        let (queue, _task) = WriteQueue::start(
+            pool.clone(),
+            64,
+            WritePriority::default(),
+            WriteHealth::default(),
+        );
         let coalesced = Coalesced::new(queue, insert_or_fail);
         let failed = coalesced.write(13).await;
         assert!(failed.is_err(), "the failing item reports its error");

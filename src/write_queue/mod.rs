@@ -22,6 +22,7 @@ use std::pin::Pin;
 use sqlx::{SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::write_health::WriteHealth;
 use crate::write_priority::WritePriority;
 
 /// A boxed future borrowing the connection for `'c`.
@@ -62,9 +63,10 @@ impl WriteQueue {
         pool: SqlitePool,
         max_batch: usize,
         priority: WritePriority,
+        health: WriteHealth,
     ) -> (WriteQueue, tokio::task::JoinHandle<()>) {
         let (sender, receiver) = mpsc::unbounded_channel();
-        let task = tokio::spawn(run(pool, receiver, max_batch.max(1), priority));
+        let task = tokio::spawn(run(pool, receiver, max_batch.max(1), priority, health));
         (WriteQueue { sender }, task)
     }
 
@@ -141,6 +143,7 @@ async fn run(
     mut receiver: mpsc::UnboundedReceiver<Op>,
     max_batch: usize,
     priority: WritePriority,
+    health: WriteHealth,
 ) {
     let mut batch = VecDeque::with_capacity(max_batch);
     while let Some(first) = receiver.recv().await {
@@ -153,21 +156,27 @@ async fn run(
                 Err(_) => break,
             }
         }
-        commit(&pool, &mut batch).await;
+        commit(&pool, &mut batch, &health).await;
     }
 }
 
 /// Runs `batch` in one transaction and reports every write's outcome.
-async fn commit(pool: &SqlitePool, batch: &mut VecDeque<Op>) {
+async fn commit(pool: &SqlitePool, batch: &mut VecDeque<Op>, health: &WriteHealth) {
     let mut completers = Vec::with_capacity(batch.len());
     let committed = match pool.acquire().await {
         Ok(mut conn) => run_batch(&mut conn, batch, &mut completers).await,
         Err(err) => Err(err),
     };
-    let outcome = committed.map_err(|err| {
-        tracing::error!(error = %err, "pipeline writes not committed");
-        WriteError::from(err)
-    });
+    let outcome = match committed {
+        Ok(()) => {
+            health.committed("pipeline");
+            Ok(())
+        }
+        Err(err) => {
+            health.failed("pipeline", &err);
+            Err(WriteError::from(err))
+        }
+    };
     // Writes the transaction never reached fail with it.
     for op in batch.drain(..) {
         completers.push(failed(op));

@@ -9,6 +9,7 @@ mod cli_help;
 mod cli_simulate;
 mod demo;
 mod docker;
+mod faults;
 mod ingest;
 mod kapso;
 mod payloads;
