@@ -14,6 +14,12 @@ use crate::inbox::{NewDelivery, NewQuarantine};
 const MAX_IDEMPOTENCY_KEY: usize = 255;
 
 /// Splits a verified delivery into events and quarantined parts, ready for the inbox.
+/// Most events one batched delivery may carry. Kapso's batches hold at most 100; a larger one
+/// is kept whole in quarantine (stored, answered `200`, nothing lost) instead of being split,
+/// so one signed body cannot hold up every other delivery while thousands of elements are
+/// stored one by one.
+pub const MAX_BATCH_EVENTS: usize = 1_000;
+
 pub fn unwrap_delivery(verified: Verified<RawDelivery>) -> NewDelivery {
     let raw = verified.into_inner();
     let event_header = raw
@@ -66,6 +72,16 @@ pub fn unwrap_delivery(verified: Verified<RawDelivery>) -> NewDelivery {
             );
             return delivery;
         };
+        if items.len() > MAX_BATCH_EVENTS {
+            delivery.quarantine_whole(
+                &raw.body,
+                format!(
+                    "batch of {} events exceeds the limit of {MAX_BATCH_EVENTS} (Kapso's batches hold at most 100); kept whole",
+                    items.len()
+                ),
+            );
+            return delivery;
+        }
         let default_type = delivery.event_header.clone().or(batch_type);
         for (index, item) in items.into_iter().enumerate() {
             delivery.push_item(item, default_type.as_deref(), index);

@@ -103,6 +103,38 @@ async fn batch_is_recognised_by_body_flag_without_header() {
 }
 
 #[tokio::test]
+async fn a_batch_larger_than_the_cap_is_quarantined_whole_not_split() {
+    let app = TestApp::spawn().await;
+    let items: Vec<Value> = (0..1_001).map(|i| json!(i % 10)).collect();
+    let body = batch(items);
+    assert_eq!(
+        app.deliver(RECEIVED, &body).await,
+        200,
+        "stored, so Kapso stops retrying"
+    );
+    assert_eq!(app.count("events").await, 0);
+    assert_eq!(
+        app.count("quarantine").await,
+        1,
+        "one row: the body as sent"
+    );
+    let pool = app.db().await;
+    let (reason, stored): (String, Vec<u8>) = sqlx::query_as("SELECT reason, body FROM quarantine")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(
+        reason.contains("batch of 1001 events exceeds the limit of 1000"),
+        "{reason}"
+    );
+    assert_eq!(
+        stored,
+        serde_json::to_vec(&body).unwrap(),
+        "kept byte for byte"
+    );
+}
+
+#[tokio::test]
 async fn same_delivery_posted_three_times_is_stored_once() {
     let app = TestApp::spawn().await;
     let body = message_received("wamid.RETRY", "conv-r", "are you there");
