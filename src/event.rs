@@ -186,6 +186,9 @@ pub struct Event {
     pub dedupe_key: DedupeKey,
     pub flags: Vec<&'static str>,
     pub payload: Value,
+    /// The payload exactly as Kapso sent it (numbers and escapes unchanged), when it was not
+    /// normalised (v1 payloads are stored normalised, their fields kept alongside).
+    pub payload_text: Option<String>,
     /// False when no route listens to this event type: it is stored as already routed, so the
     /// dispatcher never reads it. True until the ingest side knows the routes.
     pub awaits_routing: bool,
@@ -243,7 +246,16 @@ impl Event {
             dedupe_key,
             flags,
             payload,
+            payload_text: None,
             awaits_routing: true,
+        }
+    }
+
+    /// The payload as stored: Kapso's own text when kept, else the (normalised) JSON.
+    pub fn stored_payload(&self) -> String {
+        match &self.payload_text {
+            Some(text) => text.clone(),
+            None => self.payload.to_string(),
         }
     }
 

@@ -83,7 +83,7 @@ pub(super) async fn insert_events(
                 .push_bind(d.received_at_ms)
                 .push_bind(d.idempotency_key.clone())
                 .push_bind(e.flags_text())
-                .push_bind(e.payload.to_string())
+                .push_bind(e.stored_payload())
                 .push_bind((!e.awaits_routing).then_some(d.received_at_ms));
         });
         query.push(

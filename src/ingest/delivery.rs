@@ -1,6 +1,7 @@
 //! Turns a verified delivery into the events it carries: batch unwrapping, event type from the
 //! header or the body, v1/v2 detection. What cannot be understood is quarantined, never dropped.
 
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::signature::Verified;
@@ -83,8 +84,14 @@ pub fn unwrap_delivery(verified: Verified<RawDelivery>) -> NewDelivery {
             return delivery;
         }
         let default_type = delivery.event_header.clone().or(batch_type);
+        // Each element's own bytes, to store and quarantine exactly what Kapso sent.
+        let texts = serde_json::from_slice::<RawBatch<'_>>(&raw.body)
+            .ok()
+            .map(|b| b.data)
+            .filter(|texts| texts.len() == items.len());
         for (index, item) in items.into_iter().enumerate() {
-            delivery.push_item(item, default_type.as_deref(), index);
+            let text = texts.as_ref().and_then(|t| t.get(index)).map(|t| t.get());
+            delivery.push_item(item, text, default_type.as_deref(), index);
         }
         return delivery;
     }
@@ -93,14 +100,30 @@ pub fn unwrap_delivery(verified: Verified<RawDelivery>) -> NewDelivery {
     if delivery.event_header.is_none() && root.get("data").is_some_and(Value::is_object) {
         if let Some(event) = take_string(&root, "event") {
             if let Some(data) = root.remove("data") {
-                delivery.push_item(data, Some(&event), 0);
+                let text = serde_json::from_slice::<RawWrapped<'_>>(&raw.body).ok();
+                delivery.push_item(data, text.map(|t| t.data.get()), Some(&event), 0);
                 return delivery;
             }
         }
     }
     let event_type = delivery.event_header.clone();
-    delivery.push_item(Value::Object(root), event_type.as_deref(), 0);
+    let text = std::str::from_utf8(&raw.body).ok();
+    delivery.push_item(Value::Object(root), text, event_type.as_deref(), 0);
     delivery
+}
+
+/// A batch's elements as the text Kapso sent.
+#[derive(serde::Deserialize)]
+struct RawBatch<'a> {
+    #[serde(borrow)]
+    data: Vec<&'a RawValue>,
+}
+
+/// The older `{ "event", "data" }` form's payload as the text Kapso sent.
+#[derive(serde::Deserialize)]
+struct RawWrapped<'a> {
+    #[serde(borrow)]
+    data: &'a RawValue,
 }
 
 impl NewDelivery {
@@ -111,13 +134,24 @@ impl NewDelivery {
         });
     }
 
-    /// Adds one event payload (a batch element or the whole body).
-    fn push_item(&mut self, item: Value, default_type: Option<&str>, index: usize) {
+    /// Adds one event payload (a batch element or the whole body); `text` is its JSON text as
+    /// received, when known.
+    fn push_item(
+        &mut self,
+        item: Value,
+        text: Option<&str>,
+        default_type: Option<&str>,
+        index: usize,
+    ) {
+        let as_received = |item: &Value| match text {
+            Some(text) => text.as_bytes().to_vec(),
+            None => item.to_string().into_bytes(),
+        };
         let Value::Object(payload) = item else {
             let reason = format!("event #{index} is not a JSON object");
             self.quarantine.push(NewQuarantine {
                 reason,
-                body: item.to_string().into_bytes(),
+                body: as_received(&item),
             });
             return;
         };
@@ -130,7 +164,7 @@ impl NewDelivery {
             );
             self.quarantine.push(NewQuarantine {
                 reason,
-                body: Value::Object(payload).to_string().into_bytes(),
+                body: as_received(&Value::Object(payload)),
             });
             return;
         };
@@ -139,7 +173,10 @@ impl NewDelivery {
             idempotency_key: self.idempotency_key.as_deref(),
             index,
         };
-        let event = Event::from_payload(&event_type, version, payload, origin);
+        let mut event = Event::from_payload(&event_type, version, payload, origin);
+        if version != PayloadVersion::V1 {
+            event.payload_text = text.map(str::to_owned);
+        }
         self.events.push(event);
     }
 }

@@ -135,6 +135,49 @@ async fn a_batch_larger_than_the_cap_is_quarantined_whole_not_split() {
 }
 
 #[tokio::test]
+async fn payloads_and_quarantined_elements_are_kept_exactly_as_sent() {
+    let app = TestApp::spawn().await;
+    // Numbers and escapes that a parse-and-reserialise round trip would change.
+    let single = br#"{"message": {"id": "wamid.EXACT", "type": "text", "timestamp": "1764093600", "text": {"body": "caf\u00e9 1.0e0"}, "kapso": {"direction": "inbound"}}, "conversation": {"id": "conv-exact", "phone_number_id": "123"}, "phone_number_id": "123", "amount": 1.0e0, "big": 12345678901234567890123}"#;
+    let response = app
+        .deliver_signed("support", SECRET, RECEIVED, single)
+        .await;
+    assert_eq!(response.status(), 200);
+    let batch_body = br#"{"batch": true, "data": [1.0e0, {"no_type": "caf\u00e9"}, {"event": "whatsapp.message.received", "message": {"id": "wamid.EXACT2", "type": "text", "text": {"body": "x"}}, "conversation": {"id": "conv-exact", "phone_number_id": "123"}, "n": 2.50}]}"#;
+    let mut headers = kapso_headers(SECRET, "", batch_body, None);
+    headers.remove("x-webhook-event");
+    headers.insert("x-webhook-batch", "true".parse().unwrap());
+    let response = app
+        .post("/webhooks/support", batch_body.to_vec(), headers)
+        .await;
+    assert_eq!(response.status(), 200);
+
+    let pool = app.db().await;
+    let payloads: Vec<String> = sqlx::query_scalar("SELECT payload FROM events ORDER BY id")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        payloads[0].as_bytes(),
+        single,
+        "the whole body, byte for byte"
+    );
+    assert_eq!(
+        payloads[1],
+        r#"{"event": "whatsapp.message.received", "message": {"id": "wamid.EXACT2", "type": "text", "text": {"body": "x"}}, "conversation": {"id": "conv-exact", "phone_number_id": "123"}, "n": 2.50}"#,
+        "a batch element, byte for byte"
+    );
+    let quarantined: Vec<Vec<u8>> = sqlx::query_scalar("SELECT body FROM quarantine ORDER BY id")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        quarantined,
+        vec![b"1.0e0".to_vec(), br#"{"no_type": "caf\u00e9"}"#.to_vec()]
+    );
+}
+
+#[tokio::test]
 async fn same_delivery_posted_three_times_is_stored_once() {
     let app = TestApp::spawn().await;
     let body = message_received("wamid.RETRY", "conv-r", "are you there");
