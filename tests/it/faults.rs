@@ -81,7 +81,10 @@ async fn a_locked_database_gets_503_within_the_deadline_and_readyz_says_why_unti
             break;
         }
         assert_eq!(status, 503, "only the deadline may refuse it");
-        assert!(Instant::now() < retries_until, "never stored after the lock went away");
+        assert!(
+            Instant::now() < retries_until,
+            "never stored after the lock went away"
+        );
     }
     assert_eq!(app.count("events").await, 1);
     let ready = readyz_until(&app, 200).await;
