@@ -100,7 +100,11 @@ pub async fn track_latency(
     next: Next,
 ) -> Response {
     let started = Instant::now();
-    let method = request.method().to_string();
+    // Any token is a valid method: a client must not be able to grow the label set.
+    let method = match request.method().as_str() {
+        m @ ("GET" | "POST" | "PUT" | "PATCH" | "DELETE" | "HEAD" | "OPTIONS") => m.to_owned(),
+        _ => "other".to_owned(),
+    };
     let path = request
         .extensions()
         .get::<MatchedPath>()

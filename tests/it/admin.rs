@@ -69,3 +69,42 @@ async fn metrics_count_deliveries_by_result_and_time_requests() {
     );
     assert_eq!(timed, 2.0);
 }
+
+#[tokio::test]
+async fn unknown_methods_and_webhook_names_do_not_grow_the_metric_labels() {
+    let app = TestApp::spawn().await;
+    for i in 0..3 {
+        let method = reqwest::Method::from_bytes(format!("BREW{i}").as_bytes()).unwrap();
+        let response = app
+            .client
+            .request(method, format!("{}/webhooks/support", app.base_url))
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_client_error());
+        let name = format!("made-up-{i}\nforged");
+        let response = app
+            .deliver_signed(
+                &urlencode(&name),
+                "whatever",
+                "whatsapp.message.received",
+                b"{}",
+            )
+            .await;
+        assert_eq!(response.status(), 404);
+    }
+    let text = app.metrics().await;
+    assert!(!text.contains("BREW"), "{text}");
+    assert!(!text.contains("made-up"), "{text}");
+    assert!(text.contains("method=\"other\""), "{text}");
+    assert!(text.contains("webhook=\"(unknown)\""), "{text}");
+}
+
+fn urlencode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
