@@ -272,4 +272,29 @@ mod tests {
             .to_string();
         assert!(err.contains("unknown field `keep`"), "{err}");
     }
+
+    #[test]
+    fn the_server_config_validates_retention_too() {
+        let server = |retention: &str| {
+            super::super::Config::parse(
+                "server.toml",
+                &format!(
+                    "[[webhooks]]\nname = \"a\"\nsecrets = [\"s\"]\n[retention]\n{retention}\n"
+                ),
+                |_| None,
+            )
+        };
+        let config = server("events = \"3d\"").expect("valid");
+        assert_eq!(config.retention.events, Age::days(3));
+        let err = server("pause_ms = 100000").unwrap_err().to_string();
+        assert!(
+            err.contains("server.toml") && err.contains("retention.pause_ms"),
+            "{err}"
+        );
+        let err = server("events = \"1w\"").unwrap_err().to_string();
+        assert!(
+            err.contains("retention.events") && err.contains("\"7d\""),
+            "{err}"
+        );
+    }
 }

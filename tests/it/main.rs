@@ -6,6 +6,7 @@ mod admin;
 mod check;
 mod cli;
 mod cli_help;
+mod cli_prune;
 mod cli_simulate;
 mod demo;
 mod docker;
