@@ -15,6 +15,7 @@ mod kapso;
 mod payloads;
 mod pipeline;
 mod readme;
+mod retention;
 mod storage;
 mod sync;
 mod test_app;
