@@ -29,6 +29,7 @@ use crate::jobs::queue::LocalQueue;
 use crate::jobs::runner::Runner;
 use crate::kapso::KapsoClient;
 use crate::metrics::Metrics;
+use crate::retention::Retention;
 use crate::router::Router as Routes;
 use crate::sync::{self, SyncStatus};
 use crate::write_health::WriteHealth;
@@ -218,6 +219,16 @@ impl App {
             clock: self.clock.clone(),
         });
         runner.spawn(tasks, shutdown);
+        tasks.spawn(
+            Retention {
+                pool: self.pool.clone(),
+                config: self.config.retention,
+                clock: self.clock.clone(),
+                priority: self.priority.clone(),
+                metrics: self.metrics.clone(),
+            }
+            .run(shutdown.clone()),
+        );
     }
 
     /// Serves on `listener` until `shutdown` is cancelled, then finishes in-flight requests and

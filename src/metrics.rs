@@ -33,6 +33,11 @@ pub struct StateLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TableLabels {
+    pub table: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
     pub method: String,
     pub path: String,
@@ -60,6 +65,8 @@ pub struct Metrics {
     pub reply_latency: Histogram,
     /// How long after its due time each conversation buffer was flushed (its job committed).
     pub flush_lateness: Histogram,
+    /// Rows deleted by retention, by table (counted as each batch commits).
+    pub pruned_rows: Family<TableLabels, Counter>,
 }
 
 /// Fine steps up to 100 ms, where the buffer's promise (flushed within 50 ms) lies.
@@ -153,8 +160,15 @@ impl Metrics {
             "From a conversation buffer's due time to its job being committed",
             flush_lateness.clone(),
         );
+        let pruned_rows = Family::<TableLabels, Counter>::default();
+        registry.register(
+            "pruned_rows",
+            "Rows deleted by retention, by table",
+            pruned_rows.clone(),
+        );
         Metrics {
             registry,
+            pruned_rows,
             flush_lateness,
             job_runs,
             job_duration,
@@ -206,6 +220,16 @@ impl Metrics {
 
     pub fn observe_flush_lateness(&self, late_ms: i64) {
         self.flush_lateness.observe(late_ms.max(0) as f64 / 1000.0);
+    }
+
+    pub fn count_pruned(&self, table: &str, rows: u64) {
+        if rows > 0 {
+            self.pruned_rows
+                .get_or_create(&TableLabels {
+                    table: table.to_owned(),
+                })
+                .inc_by(rows);
+        }
     }
 
     /// The registry in the Prometheus/OpenMetrics text format.

@@ -17,6 +17,7 @@ mod events;
 mod healthcheck;
 mod jobs;
 mod phone_numbers;
+mod prune;
 mod send;
 mod simulate;
 mod storage;
@@ -95,6 +96,8 @@ pub enum Command {
     Healthcheck(healthcheck::HealthcheckArgs),
     /// Write a consistent copy of the database to a new file, safe while the server runs.
     Backup(backup::BackupArgs),
+    /// Delete rows past their [retention] age now (the server does it every retention.interval).
+    Prune(prune::PruneArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -214,6 +217,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
         Command::Demo(args) => demo::demo(args).await,
         Command::Healthcheck(args) => healthcheck::healthcheck(args).await,
         Command::Backup(args) => backup::backup(args).await,
+        Command::Prune(args) => prune::prune(args).await,
     }
 }
 

@@ -17,8 +17,8 @@ pub struct DbArgs {
     /// over --config.
     #[arg(long, global = true, value_name = "PATH")]
     pub db: Option<PathBuf>,
-    /// Config file whose [storage] table names the database. Only [storage] is read, so other
-    /// tables' ${VAR}s need not be set. Without --db and --config: the embedded config's
+    /// Config file whose [storage] table names the database. Only [storage] is read (and, by
+    /// `prune`, [retention]), so other tables' ${VAR}s need not be set. Without --db and --config: the embedded config's
     /// database, data/switchboard.db under the working directory.
     #[arg(long, global = true, env = "SWITCHBOARD_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,

@@ -11,6 +11,7 @@ use expand::{expand_env, line_hint};
 
 mod expand;
 pub mod pipeline;
+pub mod retention;
 #[cfg(test)]
 mod secret_errors;
 mod storage_only;
@@ -18,6 +19,7 @@ pub mod sync;
 pub mod webhooks;
 
 pub use pipeline::{BufferConfig, HandlerConfig, JobsConfig, RouteConfig};
+pub use retention::RetentionConfig;
 pub use sync::SyncConfig;
 pub use webhooks::{KapsoBufferConfig, PayloadVersion, WebhookConfig, WebhookKindConfig};
 
@@ -70,6 +72,8 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     #[serde(default)]
     pub sync: SyncConfig,
+    #[serde(default)]
+    pub retention: RetentionConfig,
 }
 
 /// Where and how switchboard calls Kapso (Platform API and Meta proxy).
@@ -315,6 +319,7 @@ impl Config {
                 "use 1 to 100000 (default 512)".to_owned(),
             ));
         }
+        self.retention.validate(file)?;
         Ok(())
     }
 }
