@@ -39,6 +39,12 @@ pub struct RequestLabels {
     pub status: u16,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ListenerLabels {
+    /// `public` (`server.listen`) or `ops` (`server.ops_listen`).
+    pub listener: String,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 pub struct Metrics {
@@ -60,6 +66,10 @@ pub struct Metrics {
     pub reply_latency: Histogram,
     /// How long after its due time each conversation buffer was flushed (its job committed).
     pub flush_lateness: Histogram,
+    /// Open HTTP connections by listener.
+    pub http_connections: Family<ListenerLabels, Gauge>,
+    /// HTTP connections closed by a header, body or idle timeout, by listener.
+    pub http_timeouts: Family<ListenerLabels, Counter>,
 }
 
 /// Fine steps up to 100 ms, where the buffer's promise (flushed within 50 ms) lies.
@@ -153,8 +163,22 @@ impl Metrics {
             "From a conversation buffer's due time to its job being committed",
             flush_lateness.clone(),
         );
+        let http_connections = Family::<ListenerLabels, Gauge>::default();
+        registry.register(
+            "http_connections",
+            "Open HTTP connections by listener (public, ops)",
+            http_connections.clone(),
+        );
+        let http_timeouts = Family::<ListenerLabels, Counter>::default();
+        registry.register(
+            "http_timeouts",
+            "HTTP connections closed for being too slow (headers, body or idle), by listener",
+            http_timeouts.clone(),
+        );
         Metrics {
             registry,
+            http_connections,
+            http_timeouts,
             flush_lateness,
             job_runs,
             job_duration,

@@ -11,6 +11,7 @@ mod demo;
 mod docker;
 mod ingest;
 mod kapso;
+mod net_limits;
 mod payloads;
 mod pipeline;
 mod readme;
