@@ -68,7 +68,7 @@ pub struct Metrics {
     pub flush_lateness: Histogram,
     /// Open HTTP connections by listener.
     pub http_connections: Family<ListenerLabels, Gauge>,
-    /// HTTP connections closed by a header, body or idle timeout, by listener.
+    /// Requests cut short by the header or body timeout, by listener (idle closes are routine).
     pub http_timeouts: Family<ListenerLabels, Counter>,
 }
 
@@ -172,7 +172,7 @@ impl Metrics {
         let http_timeouts = Family::<ListenerLabels, Counter>::default();
         registry.register(
             "http_timeouts",
-            "HTTP connections closed for being too slow (headers, body or idle), by listener",
+            "Requests cut short by the header or body read timeout, by listener",
             http_timeouts.clone(),
         );
         Metrics {

@@ -24,7 +24,7 @@ use super::Limits;
 pub struct ConnectionMetrics {
     /// Open connections of the listener.
     pub open: Gauge,
-    /// Connections or bodies cut short by a timeout.
+    /// Connections or bodies cut short by the header or body timeout.
     pub timeouts: Counter,
 }
 
@@ -112,7 +112,7 @@ pub async fn serve(
                 closing = true;
             }
             () = &mut idle, if !closing => {
-                metrics.timeouts.inc();
+                // Closing an idle keep-alive connection is routine: not counted as a timeout.
                 connection.as_mut().graceful_shutdown();
                 closing = true;
             }

@@ -42,8 +42,12 @@ async fn read_until_closed(stream: &mut TcpStream) -> String {
 
 async fn ops_metric(app: &TestApp, name: &str, labels: &[&str]) -> f64 {
     let ops = app.ops_url.as_deref().unwrap();
-    let text = app
-        .client
+    // A fresh connection each time: a pooled one may be closed by the idle timeout as it is reused.
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let text = client
         .get(format!("{ops}/metrics"))
         .send()
         .await
@@ -273,4 +277,6 @@ async fn an_idle_keep_alive_connection_is_closed() {
     let mut stream = half_sent(&app.base_url, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await;
     let answer = read_until_closed(&mut stream).await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let timeouts = ops_metric(&app, "switchboard_http_timeouts", &["listener=\"public\""]).await;
+    assert_eq!(timeouts, 0.0, "closing an idle connection is not a timeout");
 }
