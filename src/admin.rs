@@ -31,12 +31,24 @@ pub struct AdminState {
     pub webhook_sync: watch::Receiver<SyncStatus>,
 }
 
+/// `/healthz`, `/readyz` and `/metrics`.
 pub fn router(state: AdminState) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .with_state(state)
+    ops_router(state)
+}
+
+/// `/healthz` alone: what the public listener serves when `server.ops_listen` is set.
+pub fn health_router() -> Router {
+    Router::new().route("/healthz", get(healthz))
+}
+
+/// `/healthz`, `/readyz` and `/metrics`: the ops listener's routes.
+pub fn ops_router(state: AdminState) -> Router {
+    health_router().merge(
+        Router::new()
+            .route("/readyz", get(readyz))
+            .route("/metrics", get(metrics))
+            .with_state(state),
+    )
 }
 
 async fn healthz() -> impl IntoResponse {

@@ -3,7 +3,6 @@
 //! shuts everything down in order: stop accepting, finish requests and running jobs, drain the
 //! inbox writer, close the database.
 
-use std::future::IntoFuture;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,6 +12,7 @@ use sqlx::SqlitePool;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify};
 use tokio::task::{JoinHandle, JoinSet};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, AdminState};
@@ -23,6 +23,7 @@ use crate::db;
 use crate::dispatch::Dispatcher;
 use crate::handlers::store::Ledger;
 use crate::handlers::Handlers;
+use crate::http_server;
 use crate::inbox::{GroupCommit, Inbox};
 use crate::ingest::{self, IngestState};
 use crate::jobs::queue::LocalQueue;
@@ -163,7 +164,9 @@ impl App {
         &self.pool
     }
 
-    fn router(&self) -> Router {
+    /// The public listener's routes (webhooks, `/healthz`, and `/readyz` and `/metrics`
+    /// unless `ops` is served apart), and the ops listener's when `ops` is true.
+    fn routers(&self, ops: bool) -> (Router, Option<Router>) {
         let ingest = ingest::router(IngestState::new(
             &self.config.webhooks,
             self.inbox.clone(),
@@ -172,18 +175,24 @@ impl App {
             self.config.server.body_limit_bytes,
             Duration::from_millis(self.config.server.request_deadline_ms),
         ));
-        let admin = admin::router(AdminState {
+        let admin = AdminState {
             reads: self.reads.clone(),
             health: self.health.clone(),
             metrics: self.metrics.clone(),
             webhook_sync: self.webhook_sync.subscribe(),
-        });
-        ingest
-            .merge(admin)
-            .route_layer(axum::middleware::from_fn_with_state(
+        };
+        let track = |router: Router| {
+            router.route_layer(axum::middleware::from_fn_with_state(
                 self.metrics.clone(),
                 admin::track_latency,
             ))
+        };
+        if ops {
+            let public = track(ingest.merge(admin::health_router()));
+            (public, Some(track(admin::ops_router(admin))))
+        } else {
+            (track(ingest.merge(admin::router(admin))), None)
+        }
     }
 
     /// Starts the dispatcher (which flushes the conversation `buffers` too) and the job
@@ -240,11 +249,50 @@ impl App {
     /// the background once the server listens, retried with backoff on failure. Serving never
     /// waits for it; `/readyz` shows its state.
     pub async fn serve(
-        mut self,
+        self,
         listener: TcpListener,
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
-        let router = self.router();
+        let ops = match self.config.server.ops_listen {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen on {addr} (server.ops_listen)"))?,
+            ),
+            None => None,
+        };
+        self.serve_with_ops(listener, ops, shutdown).await
+    }
+
+    /// Like [`App::serve`], with `/metrics` and `/readyz` served on `ops` (when given) instead
+    /// of `listener`, whatever `server.ops_listen` says.
+    ///
+    /// Shutdown takes at most `server.shutdown_grace_ms` in all: requests in flight get all of
+    /// it but a reserve (a fifth, at most 2 s) kept for committing and closing; connections
+    /// still open then are dropped, and background work still running at the end is abandoned
+    /// (its jobs resume after their lease).
+    pub async fn serve_with_ops(
+        mut self,
+        listener: TcpListener,
+        ops: Option<TcpListener>,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
+        let (router, ops_router) = self.routers(ops.is_some());
+        let mut endpoints = vec![http_server::Endpoint {
+            name: "public",
+            listener,
+            router,
+        }];
+        if let (Some(listener), Some(router)) = (ops, ops_router) {
+            if let Ok(addr) = listener.local_addr() {
+                tracing::info!(%addr, "ops endpoints (/metrics, /readyz) listening");
+            }
+            endpoints.push(http_server::Endpoint {
+                name: "ops",
+                listener,
+                router,
+            });
+        }
         let mut tasks = JoinSet::new();
         let buffers = std::mem::take(&mut self.buffers);
         self.spawn_pipeline(&mut tasks, &shutdown, buffers);
@@ -266,19 +314,24 @@ impl App {
             inbox,
             writer,
             webhook_sync,
+            metrics,
             sync_client,
             ..
         } = self;
         drop(queue);
         drop(inbox);
         let grace = Duration::from_millis(config.server.shutdown_grace_ms);
-        if let Ok(addr) = listener.local_addr() {
+        if let Ok(addr) = endpoints[0].listener.local_addr() {
             tracing::info!(%addr, webhooks = config.webhooks.len(), routes = config.routes.len(), "switchboard listening");
         }
 
-        let server = axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-            .into_future();
+        let server = http_server::serve(
+            endpoints,
+            http_server::Limits::from_config(&config.server),
+            metrics,
+            shutdown.clone(),
+            grace.saturating_sub(shutdown_reserve(grace)),
+        );
         match sync_client {
             Some(kapso) => {
                 let startup_sync = sync::run_startup_sync(
@@ -293,15 +346,12 @@ impl App {
                 "webhook sync at startup is off (needs server.public_url, kapso.api_key and [sync] on_startup; not --no-sync)"
             ),
         }
-        let deadline = async {
+        // One budget for the whole shutdown, counted from the cancellation.
+        let stopping = async {
             shutdown.cancelled().await;
-            tokio::time::sleep(grace).await;
+            Instant::now() + grace
         };
-        tokio::select! {
-            result = server => result?,
-            () = deadline => tracing::warn!(grace_ms = config.server.shutdown_grace_ms,
-                "shutdown grace period elapsed with requests still in flight"),
-        }
+        let ((), deadline) = tokio::join!(server, stopping);
 
         // Every Inbox handle is gone with the router, so the writer commits what is queued and ends.
         let drained = async {
@@ -312,16 +362,27 @@ impl App {
             drop(writes);
             let _ = write_task.await;
         };
-        if tokio::time::timeout(grace, drained).await.is_err() {
+        if tokio::time::timeout_at(deadline, drained).await.is_err() {
             tracing::warn!("background work did not finish within the grace period; running jobs resume after their lease");
         }
-        let _ = checkpoints.await;
-        reads.close().await;
-        pool.close().await;
+        let closed = async {
+            let _ = checkpoints.await;
+            reads.close().await;
+            pool.close().await;
+        };
+        if tokio::time::timeout_at(deadline, closed).await.is_err() {
+            tracing::warn!("the database did not close within the grace period");
+        }
         drop(lock);
         tracing::info!("switchboard stopped");
         Ok(())
     }
+}
+
+/// The part of the shutdown grace kept for committing and closing after the HTTP connections:
+/// a fifth of it, at most 2 s.
+fn shutdown_reserve(grace: Duration) -> Duration {
+    (grace / 5).min(Duration::from_secs(2))
 }
 
 /// Builds and serves `config` on `listener` until `shutdown` is cancelled.

@@ -12,6 +12,7 @@ pub mod demo;
 pub mod dispatch;
 pub mod event;
 pub mod handlers;
+pub mod http_server;
 pub mod inbox;
 pub mod ingest;
 pub mod jobs;

@@ -44,6 +44,12 @@ pub struct RequestLabels {
     pub status: u16,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ListenerLabels {
+    /// `public` (`server.listen`) or `ops` (`server.ops_listen`).
+    pub listener: String,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 pub struct Metrics {
@@ -67,6 +73,10 @@ pub struct Metrics {
     pub flush_lateness: Histogram,
     /// Rows deleted by retention, by table (counted as each batch commits).
     pub pruned_rows: Family<TableLabels, Counter>,
+    /// Open HTTP connections by listener.
+    pub http_connections: Family<ListenerLabels, Gauge>,
+    /// Requests cut short by the header or body timeout, by listener (idle closes are routine).
+    pub http_timeouts: Family<ListenerLabels, Counter>,
 }
 
 /// Fine steps up to 100 ms, where the buffer's promise (flushed within 50 ms) lies.
@@ -166,9 +176,23 @@ impl Metrics {
             "Rows deleted by retention, by table",
             pruned_rows.clone(),
         );
+        let http_connections = Family::<ListenerLabels, Gauge>::default();
+        registry.register(
+            "http_connections",
+            "Open HTTP connections by listener (public, ops)",
+            http_connections.clone(),
+        );
+        let http_timeouts = Family::<ListenerLabels, Counter>::default();
+        registry.register(
+            "http_timeouts",
+            "Requests cut short by the header or body read timeout, by listener",
+            http_timeouts.clone(),
+        );
         Metrics {
             registry,
             pruned_rows,
+            http_connections,
+            http_timeouts,
             flush_lateness,
             job_runs,
             job_duration,

@@ -14,6 +14,7 @@ pub mod pipeline;
 pub mod retention;
 #[cfg(test)]
 mod secret_errors;
+mod server_limits;
 mod storage_only;
 pub mod sync;
 pub mod webhooks;
@@ -119,6 +120,19 @@ pub struct ServerConfig {
     /// Where Kapso reaches this server (no trailing `/`); webhook sync registers
     /// `{public_url}/webhooks/{name}`. Unset (or empty): no sync.
     pub public_url: Option<String>,
+    /// Time from a connection opening (or its previous response) until the request's headers
+    /// are complete; a slower client is disconnected.
+    pub header_timeout_ms: u64,
+    /// Time from a request's headers until its body is complete; a slower body is dropped.
+    pub body_timeout_ms: u64,
+    /// How long a keep-alive connection may wait without a request before it is closed.
+    pub idle_timeout_ms: u64,
+    /// Most connections open at once on the public listener (the ops listener has as many
+    /// again); more wait in the kernel's backlog until a slot frees.
+    pub max_connections: usize,
+    /// A second (private) address for `/metrics` and `/readyz`; when set, those two are
+    /// served only there. `/healthz` is on both.
+    pub ops_listen: Option<SocketAddr>,
 }
 
 impl Default for ServerConfig {
@@ -129,6 +143,11 @@ impl Default for ServerConfig {
             shutdown_grace_ms: 10_000,
             request_deadline_ms: 8_000,
             public_url: None,
+            header_timeout_ms: 10_000,
+            body_timeout_ms: 10_000,
+            idle_timeout_ms: 5_000,
+            max_connections: 4096,
+            ops_listen: None,
         }
     }
 }
@@ -301,6 +320,7 @@ impl Config {
                 ),
             ));
         }
+        self.server.validate_limits(file)?;
         if !(self.kapso.base_url.starts_with("http://")
             || self.kapso.base_url.starts_with("https://"))
         {

@@ -13,6 +13,7 @@ mod docker;
 mod faults;
 mod ingest;
 mod kapso;
+mod net_limits;
 mod payloads;
 mod pipeline;
 mod readme;

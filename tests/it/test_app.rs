@@ -17,6 +17,8 @@ pub const OLD_SECRET: &str = "whsec_previous_secret";
 
 pub struct TestApp {
     pub base_url: String,
+    /// The ops listener's URL, when started with [`TestApp::spawn_with_ops`].
+    pub ops_url: Option<String>,
     pub client: reqwest::Client,
     pub db_path: PathBuf,
     config_text: String,
@@ -63,15 +65,21 @@ impl TestApp {
     /// Like [`TestApp::spawn_with`], with the pipeline's time read from `clock` (a
     /// `Clock::Manual` lets the test move it by hand).
     pub async fn spawn_with_clock(extra: &str, clock: Clock) -> TestApp {
-        TestApp::spawn_configured("", extra, clock).await
+        TestApp::spawn_configured("", extra, clock, false).await
     }
 
     /// Like [`TestApp::spawn_with`], with more `[server]` keys (e.g. `public_url = "..."`).
     pub async fn spawn_with_server(server_keys: &str, extra: &str) -> TestApp {
-        TestApp::spawn_configured(server_keys, extra, Clock::System).await
+        TestApp::spawn_configured(server_keys, extra, Clock::System, false).await
     }
 
-    async fn spawn_configured(server_keys: &str, extra: &str, clock: Clock) -> TestApp {
+    /// Like [`TestApp::spawn_with_server`], with `/metrics` and `/readyz` on a second
+    /// listener at [`TestApp::ops_url`].
+    pub async fn spawn_with_ops(server_keys: &str) -> TestApp {
+        TestApp::spawn_configured(server_keys, "", Clock::System, true).await
+    }
+
+    async fn spawn_configured(server_keys: &str, extra: &str, clock: Clock, ops: bool) -> TestApp {
         let dir = tempfile::tempdir().unwrap();
         let db_path = dir.path().join("switchboard.db");
         let config_text = config_text(&db_path, extra).replacen(
@@ -81,6 +89,7 @@ impl TestApp {
         );
         let mut app = TestApp {
             base_url: String::new(),
+            ops_url: ops.then(String::new),
             client: reqwest::Client::new(),
             db_path,
             config_text,
@@ -107,7 +116,19 @@ impl TestApp {
             .await
             .unwrap();
         self.shutdown = CancellationToken::new();
-        self.server = Some(tokio::spawn(app.serve(listener, self.shutdown.clone())));
+        let ops = match self.ops_url {
+            Some(_) => {
+                let ops = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                self.ops_url = Some(format!("http://{}", ops.local_addr().unwrap()));
+                Some(ops)
+            }
+            None => None,
+        };
+        self.server = Some(tokio::spawn(app.serve_with_ops(
+            listener,
+            ops,
+            self.shutdown.clone(),
+        )));
     }
 
     /// Graceful stop: waits until the server has finished and closed the database.
