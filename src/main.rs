@@ -22,7 +22,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(cli::execute(cli)) {
+    let result = runtime.block_on(cli::execute(cli));
+    // Everything that matters has finished (the server has committed and closed the database):
+    // do not let a lingering blocking task hold the exit past the shutdown grace period.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err:#}");

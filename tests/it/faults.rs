@@ -90,3 +90,84 @@ async fn a_locked_database_gets_503_within_the_deadline_and_readyz_says_why_unti
     let ready = readyz_until(&app, 200).await;
     assert_eq!(ready["database"], "ok");
 }
+
+/// The real binary, SIGTERMed while a client holds a half-sent request, exits within
+/// `shutdown_grace_ms` in all (what `docker stop` needs), with status 0.
+#[test]
+fn the_binary_exits_within_the_grace_period_while_a_client_holds_a_half_sent_request() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::{Command, Stdio};
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("switchboard.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nshutdown_grace_ms = 1500\n\n[storage]\nurl = \"sqlite://{}\"\n\n[[webhooks]]\nname = \"support\"\nsecrets = [\"whsec_test\"]\n",
+            dir.path().join("switchboard.db").display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "info")
+        .env_remove("SWITCHBOARD_CONFIG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The address it listens on, from its log line (either stream).
+    let (found, address) = std::sync::mpsc::channel();
+    for stream in [
+        Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+        Box::new(child.stderr.take().unwrap()),
+    ] {
+        let found = found.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("addr=").nth(1) {
+                    let addr: String = rest.chars().take_while(|c| !c.is_whitespace()).collect();
+                    let _ = found.send(addr);
+                }
+            }
+        });
+    }
+    let addr = match address.recv_timeout(Duration::from_secs(60)) {
+        Ok(addr) => addr,
+        Err(_) => {
+            let _ = child.kill();
+            panic!("the server never logged its address");
+        }
+    };
+    let mut half_sent = std::net::TcpStream::connect(&addr).unwrap();
+    half_sent
+        .write_all(b"POST /webhooks/support HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+        .unwrap();
+
+    let signalled = Instant::now();
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = signalled + Duration::from_secs(30);
+    let exit = loop {
+        if let Some(exit) = child.try_wait().unwrap() {
+            break exit;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("still running 30 s after SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let took = signalled.elapsed();
+    assert!(exit.success(), "{exit:?}");
+    assert!(
+        took < Duration::from_millis(1500),
+        "exited {took:?} after SIGTERM; shutdown_grace_ms is 1500"
+    );
+    drop(half_sent);
+}
