@@ -25,7 +25,7 @@ use crate::handlers::store::Ledger;
 use crate::handlers::Handlers;
 use crate::http_server;
 use crate::inbox::{GroupCommit, Inbox};
-use crate::ingest::{self, IngestState};
+use crate::ingest::{self, BodyLimits, IngestState};
 use crate::jobs::queue::LocalQueue;
 use crate::jobs::runner::Runner;
 use crate::kapso::KapsoClient;
@@ -172,7 +172,11 @@ impl App {
             self.inbox.clone(),
             self.metrics.clone(),
             self.routes.clone(),
-            self.config.server.body_limit_bytes,
+            BodyLimits::new(
+                self.config.server.body_limit_bytes,
+                self.config.server.body_memory_bytes,
+                self.metrics.http_body_bytes.clone(),
+            ),
             Duration::from_millis(self.config.server.request_deadline_ms),
         ));
         let admin = AdminState {

@@ -77,6 +77,8 @@ pub struct Metrics {
     pub http_connections: Family<ListenerLabels, Gauge>,
     /// Requests cut short by the header or body timeout, by listener (idle closes are routine).
     pub http_timeouts: Family<ListenerLabels, Counter>,
+    /// Bytes held by request bodies being read or handled (bounded by `server.body_memory_bytes`).
+    pub http_body_bytes: Gauge,
 }
 
 /// Fine steps up to 100 ms, where the buffer's promise (flushed within 50 ms) lies.
@@ -188,8 +190,15 @@ impl Metrics {
             "Requests cut short by the header or body read timeout, by listener",
             http_timeouts.clone(),
         );
+        let http_body_bytes = Gauge::default();
+        registry.register(
+            "http_body_bytes",
+            "Bytes held by request bodies being read or handled (at most server.body_memory_bytes)",
+            http_body_bytes.clone(),
+        );
         Metrics {
             registry,
+            http_body_bytes,
             pruned_rows,
             http_connections,
             http_timeouts,

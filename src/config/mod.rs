@@ -112,6 +112,9 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Largest delivery body accepted; larger ones get 413.
     pub body_limit_bytes: usize,
+    /// Most bytes all request bodies being read or handled may hold together; a request that
+    /// would go past it gets 503 at once (slow or abandoned bodies cannot pin more memory).
+    pub body_memory_bytes: usize,
     /// How long shutdown waits for in-flight requests before giving up.
     pub shutdown_grace_ms: u64,
     /// A delivery not committed within this many ms of its arrival gets 503 (Kapso gives up
@@ -140,6 +143,7 @@ impl Default for ServerConfig {
         ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             body_limit_bytes: 1024 * 1024,
+            body_memory_bytes: 32 * 1024 * 1024,
             shutdown_grace_ms: 10_000,
             request_deadline_ms: 8_000,
             public_url: None,
@@ -308,6 +312,17 @@ impl Config {
                 format!(
                     "{} is out of range: use 1024 to 67108864 (default 1048576)",
                     self.server.body_limit_bytes
+                ),
+            ));
+        }
+        if !(self.server.body_limit_bytes..=u32::MAX as usize)
+            .contains(&self.server.body_memory_bytes)
+        {
+            return Err(invalid(
+                "server.body_memory_bytes".to_owned(),
+                format!(
+                    "{} is out of range: use server.body_limit_bytes ({}) to 4294967295 (default 33554432): the budget must hold at least one body of the largest accepted size",
+                    self.server.body_memory_bytes, self.server.body_limit_bytes
                 ),
             ));
         }

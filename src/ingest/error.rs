@@ -5,6 +5,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
+use super::body::BodyError;
 use super::signature::SignatureError;
 use crate::inbox::InboxError;
 
@@ -12,10 +13,8 @@ use crate::inbox::InboxError;
 pub enum IngestError {
     #[error("no webhook with this name is configured")]
     UnknownWebhook,
-    #[error("body is larger than {limit} bytes")]
-    PayloadTooLarge { limit: usize },
-    #[error("the request body could not be read")]
-    BodyUnreadable,
+    #[error(transparent)]
+    Body(#[from] BodyError),
     #[error("signature rejected: {0}")]
     Unauthorized(#[from] SignatureError),
     #[error(transparent)]
@@ -29,8 +28,10 @@ impl IngestError {
     pub fn result_label(&self) -> &'static str {
         match self {
             IngestError::UnknownWebhook => "unknown_webhook",
-            IngestError::PayloadTooLarge { .. } => "too_large",
-            IngestError::BodyUnreadable => "unreadable",
+            IngestError::Body(BodyError::TooLarge { .. }) => "too_large",
+            IngestError::Body(BodyError::BudgetExhausted { .. }) => "busy",
+            IngestError::Body(BodyError::TooSlow) => "too_slow",
+            IngestError::Body(BodyError::Unreadable) => "unreadable",
             IngestError::Unauthorized(_) => "unauthorized",
             IngestError::Inbox(_) => "error",
             IngestError::DeadlineExceeded { .. } => "deadline",
@@ -53,8 +54,10 @@ impl IntoResponse for IngestError {
     fn into_response(self) -> Response {
         let status = match &self {
             IngestError::UnknownWebhook => StatusCode::NOT_FOUND,
-            IngestError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            IngestError::BodyUnreadable => StatusCode::BAD_REQUEST,
+            IngestError::Body(BodyError::TooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
+            IngestError::Body(BodyError::BudgetExhausted { .. }) => StatusCode::SERVICE_UNAVAILABLE,
+            IngestError::Body(BodyError::TooSlow) => StatusCode::REQUEST_TIMEOUT,
+            IngestError::Body(BodyError::Unreadable) => StatusCode::BAD_REQUEST,
             IngestError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             IngestError::Inbox(_) => StatusCode::INTERNAL_SERVER_ERROR,
             IngestError::DeadlineExceeded { .. } => StatusCode::SERVICE_UNAVAILABLE,

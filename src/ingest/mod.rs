@@ -1,6 +1,7 @@
 //! `POST /webhooks/{name}`: body limit, signature check on the raw bytes, unwrap, hand to the
 //! inbox, and answer only once the delivery is committed.
 
+pub mod body;
 pub mod delivery;
 pub mod error;
 pub mod signature;
@@ -11,12 +12,11 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::post;
 use axum::{Json, Router};
 use bytes::Bytes;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
 use tracing::Instrument;
 
 use crate::log_text::Untrusted;
@@ -26,6 +26,7 @@ use crate::inbox::Inbox;
 use crate::metrics::{Metrics, WebhookLabels};
 use crate::router::Router as Routes;
 use crate::secret::Secret;
+pub use body::BodyLimits;
 pub use error::IngestError;
 
 pub const HEADER_SIGNATURE: &str = "x-webhook-signature";
@@ -56,7 +57,7 @@ pub struct IngestState {
     inbox: Inbox,
     metrics: Arc<Metrics>,
     routes: Arc<Routes>,
-    body_limit: usize,
+    bodies: BodyLimits,
     /// A delivery not committed within this long gets 503.
     deadline: Duration,
 }
@@ -67,7 +68,7 @@ impl IngestState {
         inbox: Inbox,
         metrics: Arc<Metrics>,
         routes: Arc<Routes>,
-        body_limit: usize,
+        bodies: BodyLimits,
         deadline: Duration,
     ) -> Self {
         let webhooks = webhooks
@@ -79,7 +80,7 @@ impl IngestState {
             inbox,
             metrics,
             routes,
-            body_limit,
+            bodies,
             deadline,
         }
     }
@@ -108,20 +109,12 @@ async fn receive_delivery(
         tracing::info_span!("delivery", webhook.name = %Untrusted(&name))
     };
     async move {
-        // Past the deadline Kapso is about to give up: answer 503 (it retries later) rather
-        // than a late 200. A delivery already queued for its commit may still be stored; the
-        // retry is then deduplicated.
-        let result = match tokio::time::timeout(
-            state.deadline,
-            accept_delivery(&state, name.clone(), headers, body),
-        )
-        .await
-        {
-            Ok(result) => result,
-            Err(_) => Err(IngestError::DeadlineExceeded {
-                deadline_ms: u64::try_from(state.deadline.as_millis()).unwrap_or(u64::MAX),
-            }),
-        };
+        // Past the deadline Kapso is about to give up: a body still not received by then gets
+        // 408, a delivery not committed by then 503 (it retries later) rather than a late 200.
+        // A delivery already queued for its commit may still be stored; the retry is then
+        // deduplicated.
+        let deadline = tokio::time::Instant::now() + state.deadline;
+        let result = accept_delivery(&state, name.clone(), headers, body, deadline).await;
         match &result {
             Ok(_) => {}
             Err(err) => {
@@ -140,18 +133,23 @@ async fn receive_delivery(
     .await
 }
 
-/// Verifies, unwraps and stores one delivery; returns once it is committed.
+/// Verifies, unwraps and stores one delivery; returns once it is committed, or fails at
+/// `deadline`.
 async fn accept_delivery(
     state: &IngestState,
     name: String,
     headers: HeaderMap,
     body: Body,
+    deadline: tokio::time::Instant,
 ) -> Result<crate::inbox::DeliveryOutcome, IngestError> {
     let secrets = state
         .webhooks
         .get(&name)
         .ok_or(IngestError::UnknownWebhook)?;
-    let body = read_body(&headers, body, state.body_limit).await?;
+    // The body's memory stays counted until the delivery is committed (the inbox holds it).
+    let (body, _memory) = tokio::time::timeout_at(deadline, state.bodies.read(&headers, body))
+        .await
+        .map_err(|_| body::BodyError::TooSlow)??;
     let raw = RawDelivery {
         webhook: name,
         headers,
@@ -169,7 +167,11 @@ async fn accept_delivery(
         .filter_map(|e| e.flags_text().map(|f| format!("{} ({f})", e.event_type)))
         .collect();
     let webhook = delivery.webhook.clone();
-    let outcome = state.inbox.accept(delivery).await?;
+    let outcome = tokio::time::timeout_at(deadline, state.inbox.accept(delivery))
+        .await
+        .map_err(|_| IngestError::DeadlineExceeded {
+            deadline_ms: u64::try_from(state.deadline.as_millis()).unwrap_or(u64::MAX),
+        })??;
 
     let labels = WebhookLabels { webhook };
     let metrics = &state.metrics;
@@ -204,22 +206,4 @@ async fn accept_delivery(
         "delivery committed"
     );
     Ok(outcome)
-}
-
-/// Reads the whole body, refusing more than `limit` bytes (early, by Content-Length, when sent).
-async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, IngestError> {
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > limit as u64) {
-        return Err(IngestError::PayloadTooLarge { limit });
-    }
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(err) if err.downcast_ref::<LengthLimitError>().is_some() => {
-            Err(IngestError::PayloadTooLarge { limit })
-        }
-        Err(_) => Err(IngestError::BodyUnreadable),
-    }
 }

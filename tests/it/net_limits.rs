@@ -78,11 +78,16 @@ fn message(id: &str) -> serde_json::Value {
     json!({ "message": { "id": id, "type": "text", "text": { "body": "hi" } }, "conversation": { "id": "c1" } })
 }
 
+/// Slow-loris connections held open at once.
+const LORIS: usize = 2_000;
+
 #[tokio::test]
 async fn slow_loris_connections_are_closed_after_the_header_timeout_while_deliveries_succeed() {
-    let app = TestApp::spawn_with_ops("header_timeout_ms = 1000\nidle_timeout_ms = 1000\n").await;
+    // 2,000 clients that never finish their headers (the flood); the header timeout
+    // leaves them time to all connect on a slow machine.
+    let app = TestApp::spawn_with_ops("header_timeout_ms = 3000\nidle_timeout_ms = 1000\n").await;
     let mut loris = Vec::new();
-    for _ in 0..200 {
+    for _ in 0..LORIS {
         loris.push(
             half_sent(
                 &app.base_url,
@@ -95,7 +100,7 @@ async fn slow_loris_connections_are_closed_after_the_header_timeout_while_delive
         &app,
         "switchboard_http_connections",
         &["listener=\"public\""],
-        200.0,
+        LORIS as f64,
     )
     .await;
 
@@ -121,7 +126,7 @@ async fn slow_loris_connections_are_closed_after_the_header_timeout_while_delive
     )
     .await;
     let timeouts = ops_metric(&app, "switchboard_http_timeouts", &["listener=\"public\""]).await;
-    assert!(timeouts >= 200.0, "{timeouts} timeouts counted");
+    assert!(timeouts >= LORIS as f64, "{timeouts} timeouts counted");
 }
 
 #[tokio::test]
@@ -217,7 +222,7 @@ async fn a_half_sent_request_does_not_hold_shutdown_past_the_grace() {
 }
 
 #[tokio::test]
-async fn a_body_slower_than_the_body_timeout_is_dropped() {
+async fn a_body_slower_than_the_body_timeout_gets_408_and_is_dropped() {
     let app = TestApp::spawn_with_ops("body_timeout_ms = 500\n").await;
     let mut slow = half_sent(
         &app.base_url,
@@ -225,7 +230,7 @@ async fn a_body_slower_than_the_body_timeout_is_dropped() {
     )
     .await;
     let answer = read_until_closed(&mut slow).await;
-    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     let timeouts = ops_metric(&app, "switchboard_http_timeouts", &["listener=\"public\""]).await;
     assert_eq!(timeouts, 1.0);
     assert_eq!(
@@ -233,6 +238,48 @@ async fn a_body_slower_than_the_body_timeout_is_dropped() {
             .await,
         200
     );
+}
+
+#[tokio::test]
+async fn bodies_past_the_memory_budget_get_503_at_once_and_their_memory_is_given_back() {
+    // Two half-sent bodies that declare 4,096 bytes (the test server's largest) fill the budget.
+    let app = TestApp::spawn_with_ops(
+        "body_memory_bytes = 8192\nbody_timeout_ms = 600000\nrequest_deadline_ms = 9500\n",
+    )
+    .await;
+    let head = "POST /webhooks/support HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\ncontent-length: 4096\r\n\r\n";
+    let mut held = Vec::new();
+    for part in ["{\"a\":", "{\"b\":"] {
+        held.push(half_sent(&app.base_url, &format!("{head}{part}")).await);
+    }
+    wait_for_metric(&app, "switchboard_http_body_bytes", &[], 8192.0).await;
+
+    // A signed delivery does not wait for memory: 503 at once (Kapso retries later).
+    let started = Instant::now();
+    assert_eq!(
+        app.deliver("whatsapp.message.received", &message("wamid.budget"))
+            .await,
+        503
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "refused after {:?}, not at once",
+        started.elapsed()
+    );
+    let busy = ops_metric(&app, "switchboard_deliveries_total", &["result=\"busy\""]).await;
+    assert_eq!(busy, 1.0);
+
+    // An abandoned body gives its memory back, and the retry is stored.
+    drop(held.pop());
+    wait_for_metric(&app, "switchboard_http_body_bytes", &[], 4096.0).await;
+    assert_eq!(
+        app.deliver("whatsapp.message.received", &message("wamid.budget"))
+            .await,
+        200
+    );
+    wait_for_metric(&app, "switchboard_http_body_bytes", &[], 4096.0).await;
+    drop(held);
+    wait_for_metric(&app, "switchboard_http_body_bytes", &[], 0.0).await;
 }
 
 #[tokio::test]
