@@ -181,12 +181,59 @@ fn resolve(field: &Field, ctx: &RenderContext<'_>) -> Option<String> {
     }
 }
 
-/// The customer's number, digits only: `message.from`, else the conversation's phone number.
+/// The customer's number, digits only. For a message the customer sent, `message.from`; for one
+/// the business sent (`whatsapp.message.sent`, `delivered`, `read`, `failed`), `message.to`, else
+/// the recipient of its statuses: `from` is then the business's own number, which a reply must
+/// never go to. Either way, else the conversation's phone number.
 pub fn contact_phone(payload: &Value) -> Option<String> {
-    let raw = str_at(payload, &["message", "from"])
-        .or_else(|| str_at(payload, &["conversation", "phone_number"]))?;
+    let own = if is_outbound(payload) {
+        str_at(payload, &["message", "to"]).or_else(|| status_recipient(payload))
+    } else {
+        str_at(payload, &["message", "from"])
+    };
+    let raw = own.or_else(|| str_at(payload, &["conversation", "phone_number"]))?;
     let digits: String = raw.chars().filter(char::is_ascii_digit).collect();
     (!digits.is_empty()).then_some(digits)
+}
+
+/// The customer's business-scoped user id (for contacts known without a phone number):
+/// `message.from_user_id` on what the customer sent, else the conversation's.
+pub fn contact_user_id(payload: &Value) -> Option<String> {
+    let own = if is_outbound(payload) {
+        None
+    } else {
+        str_at(payload, &["message", "from_user_id"])
+    };
+    own.or_else(|| str_at(payload, &["conversation", "business_scoped_user_id"]))
+}
+
+/// True for a message the business sent: Kapso marks it `kapso.direction = "outbound"`; without
+/// that mark, a `to` or delivery statuses (only outbound messages have them) tell.
+fn is_outbound(payload: &Value) -> bool {
+    let Some(message) = payload.get("message") else {
+        return false;
+    };
+    match str_at(message, &["kapso", "direction"]).as_deref() {
+        Some("outbound") => true,
+        Some(_) => false,
+        None => {
+            message.get("to").is_some()
+                || message
+                    .pointer("/kapso/statuses")
+                    .and_then(Value::as_array)
+                    .is_some_and(|statuses| !statuses.is_empty())
+        }
+    }
+}
+
+/// The `recipient_id` of an outbound message's latest status that has one.
+fn status_recipient(payload: &Value) -> Option<String> {
+    payload
+        .pointer("/message/kapso/statuses")?
+        .as_array()?
+        .iter()
+        .rev()
+        .find_map(|status| str_at(status, &["recipient_id"]))
 }
 
 #[cfg(test)]
@@ -255,6 +302,49 @@ mod tests {
             Template::parse("Hi {{contact.name"),
             Err(TemplateError::Unclosed)
         );
+    }
+
+    #[test]
+    fn replies_to_outbound_status_events_go_to_the_customer_never_the_business() {
+        // Kapso may put the business's own number in `from` of a message the business sent.
+        let sent = json!({
+            "message": {"id": "wamid.OUT", "from": "15550009999", "to": "15550100200",
+                        "kapso": {"direction": "outbound", "statuses": []}},
+            "conversation": {"phone_number": "+15550100200"}
+        });
+        assert_eq!(contact_phone(&sent).as_deref(), Some("15550100200"));
+        // No `to`: the statuses' recipient, then the conversation's number.
+        let failed = json!({
+            "message": {"id": "wamid.OUT", "from": "15550009999",
+                        "kapso": {"direction": "outbound", "statuses": [
+                            {"status": "sent", "recipient_id": "15550100201"},
+                            {"status": "failed"}]}},
+            "conversation": {"phone_number": "+15550100200"}
+        });
+        assert_eq!(contact_phone(&failed).as_deref(), Some("15550100201"));
+        let bare = json!({
+            "message": {"id": "wamid.OUT", "from": "15550009999", "kapso": {"direction": "outbound"}},
+            "conversation": {"phone_number": "+1 555 010 0200"}
+        });
+        assert_eq!(contact_phone(&bare).as_deref(), Some("15550100200"));
+        // Without a direction mark, statuses alone make it outbound.
+        let unmarked = json!({
+            "message": {"id": "wamid.OUT", "from": "15550009999",
+                        "kapso": {"statuses": [{"status": "delivered", "recipient_id": "15550100200"}]}}
+        });
+        assert_eq!(contact_phone(&unmarked).as_deref(), Some("15550100200"));
+        // An inbound message answers its sender.
+        let inbound = json!({
+            "message": {"id": "wamid.IN", "from": "15550100200", "to": "15550009999",
+                        "kapso": {"direction": "inbound"}},
+        });
+        assert_eq!(contact_phone(&inbound).as_deref(), Some("15550100200"));
+        // Business-scoped ids: never the outbound message's own.
+        let outbound_user = json!({
+            "message": {"id": "wamid.OUT", "from_user_id": "BIZ.1", "kapso": {"direction": "outbound"}},
+            "conversation": {"business_scoped_user_id": "US.123"}
+        });
+        assert_eq!(contact_user_id(&outbound_user).as_deref(), Some("US.123"));
     }
 
     #[test]

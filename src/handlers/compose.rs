@@ -6,7 +6,7 @@ use serde_json::{json, Map, Value};
 use super::Failure;
 use crate::config::pipeline::TemplateParams;
 use crate::event::str_at;
-use crate::template::{contact_phone, render_json, RenderContext, Template};
+use crate::template::{contact_phone, contact_user_id, render_json, RenderContext, Template};
 
 /// Fills `messaging_product`, `recipient_type` and `to` (or `recipient`, for contacts known only
 /// by a business-scoped user id) unless the body already has them.
@@ -16,9 +16,7 @@ pub fn address(mut body: Map<String, Value>, customer: &Value) -> Result<Value, 
     if !body.contains_key("to") && !body.contains_key("recipient") {
         if let Some(phone) = contact_phone(customer) {
             body.insert("to".into(), Value::String(phone));
-        } else if let Some(user) = str_at(customer, &["message", "from_user_id"])
-            .or_else(|| str_at(customer, &["conversation", "business_scoped_user_id"]))
-        {
+        } else if let Some(user) = contact_user_id(customer) {
             body.insert("recipient".into(), Value::String(user));
         } else {
             return Err(Failure::Fatal(

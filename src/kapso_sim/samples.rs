@@ -286,6 +286,8 @@ pub fn status_update(
         "id": wamid,
         "timestamp": ctx.timestamp.to_string(),
         "type": kind,
+        // Kapso may name the business's own number as the sender of an outbound message.
+        "from": ctx.business_phone,
         "to": ctx.customer_phone,
         "kapso": {
             "direction": "outbound",

@@ -147,6 +147,45 @@ async fn settled_jobs(
     }
 }
 
+/// A route on `whatsapp.message.failed` re-engages the customer: the status event's message is
+/// the business's own, and Kapso may name the business's number as its `from`.
+#[tokio::test]
+async fn a_reply_to_an_outbound_status_event_goes_to_the_customer_not_the_business() {
+    use switchboard::kapso_sim::samples::{
+        meta_error, status_update, MessageStatus, SampleContext,
+    };
+    let sim = sim().await;
+    let app = TestApp::spawn_with(&pipeline_config(
+        &sim,
+        r#"
+[[routes]]
+name = "reengage"
+on = "whatsapp.message.failed"
+handler = { kind = "template", name = "reengage_customer", language = "en_US", params = ["{{contact.name|there}}"] }
+"#,
+    ))
+    .await;
+    let ctx = SampleContext::default();
+    let failed = status_update(
+        &ctx,
+        "wamid.OUT_FAILED",
+        MessageStatus::Failed,
+        &json!({"type": "text", "text": {"body": "Following up"}}),
+        &[meta_error(
+            131047,
+            "Re-engagement message",
+            "more than 24 hours",
+        )],
+    );
+    assert_eq!(failed["message"]["from"], ctx.business_phone.as_str());
+    assert_eq!(failed["message"]["to"], ctx.customer_phone.as_str());
+    assert_eq!(app.deliver("whatsapp.message.failed", &failed).await, 200);
+
+    let sends = sim.wait_for_sends(1, WAIT).await;
+    assert_eq!(sends[0].body["to"], ctx.customer_phone.as_str());
+    assert_eq!(sends[0].body["type"], "template");
+}
+
 #[tokio::test]
 async fn greeting_route_replies_with_the_filled_template() {
     let sim = sim().await;
