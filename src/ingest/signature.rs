@@ -1,4 +1,6 @@
-//! `X-Webhook-Signature`: lowercase hex HMAC-SHA256 of the raw body (CONTRACT.md §2.3).
+//! `X-Webhook-Signature`: hex HMAC-SHA256 of the raw body. Kapso sends 64 lowercase hex digits;
+//! uppercase is the same MAC and is accepted, and so is an optional `sha256=` prefix (which two
+//! of Kapso's own receivers strip before comparing, so a sender may add it).
 //! Only [`verify`] can produce a [`Verified`] value, so nothing downstream can skip the check.
 
 use hmac::{Mac, SimpleHmac};
@@ -27,7 +29,9 @@ impl<T> Verified<T> {
 pub enum SignatureError {
     #[error("the X-Webhook-Signature header is missing")]
     Missing,
-    #[error("the X-Webhook-Signature header is not 64 hex characters")]
+    #[error(
+        "the X-Webhook-Signature header is not 64 hex characters (optionally after `sha256=`)"
+    )]
     Malformed,
     #[error("the signature matches none of the webhook's secrets")]
     Mismatch,
@@ -60,7 +64,7 @@ pub fn check(
     secrets: &[Secret],
 ) -> Result<(), SignatureError> {
     let header = signature_header.ok_or(SignatureError::Missing)?;
-    let header = trim_ascii(header);
+    let header = strip_algorithm(trim_ascii(header));
     if header.len() != 64 {
         return Err(SignatureError::Malformed);
     }
@@ -78,6 +82,15 @@ pub fn check(
         Ok(())
     } else {
         Err(SignatureError::Mismatch)
+    }
+}
+
+/// The digest without an optional `sha256=` prefix (any case).
+fn strip_algorithm(header: &[u8]) -> &[u8] {
+    const PREFIX: &[u8] = b"sha256=";
+    match header.get(..PREFIX.len()) {
+        Some(start) if start.eq_ignore_ascii_case(PREFIX) => &header[PREFIX.len()..],
+        _ => header,
     }
 }
 
@@ -113,6 +126,35 @@ mod tests {
     }
 
     #[test]
+    fn an_optional_sha256_prefix_is_accepted_and_nothing_else_is() {
+        let ok = |header: String| {
+            check(
+                BODY.as_bytes(),
+                Some(header.as_bytes()),
+                &secrets(&[SECRET]),
+            )
+        };
+        assert_eq!(ok(format!("sha256={SIGNATURE}")), Ok(()));
+        assert_eq!(ok(format!("SHA256={SIGNATURE}")), Ok(()));
+        assert_eq!(ok(format!("sha256={}", SIGNATURE.to_uppercase())), Ok(()));
+        assert_eq!(
+            ok(format!("sha1={SIGNATURE}")),
+            Err(SignatureError::Malformed)
+        );
+        assert_eq!(
+            ok(format!("sha256=sha256={SIGNATURE}")),
+            Err(SignatureError::Malformed)
+        );
+        assert_eq!(
+            ok(format!("sha256={}", &SIGNATURE[..63])),
+            Err(SignatureError::Malformed)
+        );
+        let mut wrong = SIGNATURE.to_owned();
+        wrong.replace_range(..1, "0");
+        assert_eq!(ok(format!("sha256={wrong}")), Err(SignatureError::Mismatch));
+    }
+
+    #[test]
     fn contract_vector_verifies() {
         let ok = check(
             BODY.as_bytes(),
@@ -140,7 +182,7 @@ mod tests {
     }
 
     #[test]
-    fn missing_malformed_and_prefixed_headers_fail() {
+    fn missing_and_malformed_headers_fail() {
         let list = secrets(&[SECRET]);
         let check = |h: Option<&str>| {
             super::check(BODY.as_bytes(), h.map(str::as_bytes), &list).unwrap_err()
@@ -149,7 +191,7 @@ mod tests {
         assert_eq!(check(Some("abc")), SignatureError::Malformed);
         assert_eq!(check(Some(&"z".repeat(64))), SignatureError::Malformed);
         assert_eq!(
-            check(Some(&format!("sha256={SIGNATURE}"))),
+            check(Some(&format!("sha512={SIGNATURE}"))),
             SignatureError::Malformed
         );
     }

@@ -91,6 +91,37 @@ async fn batch_of_three_is_unwrapped_into_three_events() {
     assert_eq!(batched, 1);
 }
 
+/// `X-Batch-Size` that disagrees with the body: every event is still stored, flagged.
+#[tokio::test]
+async fn a_batch_whose_size_header_disagrees_is_stored_and_flagged() {
+    let app = TestApp::spawn().await;
+    let body = serde_json::to_vec(&batch(vec![
+        message_received("wamid.Z1", "conv-z", "one"),
+        message_received("wamid.Z2", "conv-z", "two"),
+    ]))
+    .unwrap();
+    let mut headers = kapso_headers(SECRET, RECEIVED, &body, None);
+    headers.insert("x-webhook-batch", "true".parse().unwrap());
+    headers.insert("x-batch-size", "3".parse().unwrap());
+    assert_eq!(
+        app.post("/webhooks/support", body, headers).await.status(),
+        200
+    );
+
+    let pool = app.db().await;
+    let flags: Vec<Option<String>> = sqlx::query_scalar("SELECT flags FROM events ORDER BY id")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        flags,
+        vec![
+            Some("batch_size_mismatch".to_owned()),
+            Some("batch_size_mismatch".to_owned())
+        ]
+    );
+}
+
 #[tokio::test]
 async fn batch_is_recognised_by_body_flag_without_header() {
     let app = TestApp::spawn().await;
@@ -259,16 +290,15 @@ async fn bad_missing_and_wrong_secret_signatures_are_401_and_store_nothing() {
     let mut missing = kapso_headers(SECRET, RECEIVED, &body, None);
     missing.remove("x-webhook-signature");
     let wrong_secret = kapso_headers("whsec_sales_only", RECEIVED, &body, None);
-    let mut prefixed = kapso_headers(SECRET, RECEIVED, &body, None);
-    let good = prefixed["x-webhook-signature"].to_str().unwrap().to_owned();
-    prefixed.insert(
+    let mut prefixed_wrong = kapso_headers(SECRET, RECEIVED, &body, None);
+    prefixed_wrong.insert(
         "x-webhook-signature",
-        format!("sha256={good}").parse().unwrap(),
+        format!("sha256={}", "0".repeat(64)).parse().unwrap(),
     );
     let mut body_changed = body.clone();
     body_changed.push(b'\n');
 
-    for headers in [tampered, missing, wrong_secret, prefixed] {
+    for headers in [tampered, missing, wrong_secret, prefixed_wrong] {
         let response = app.post("/webhooks/support", body.clone(), headers).await;
         assert_eq!(response.status(), 401);
     }
@@ -293,6 +323,30 @@ async fn bad_missing_and_wrong_secret_signatures_are_401_and_store_nothing() {
         ),
         5.0
     );
+}
+
+/// Kapso sends lowercase hex; the same MAC in uppercase, or after a `sha256=` prefix (which two
+/// of Kapso's own receivers strip), is accepted rather than turned into an outage.
+#[tokio::test]
+async fn uppercase_and_sha256_prefixed_signatures_are_accepted() {
+    let app = TestApp::spawn().await;
+    for (n, variant) in [
+        |hex: &str| hex.to_uppercase(),
+        |hex: &str| format!("sha256={hex}"),
+        |hex: &str| format!("SHA256={}", hex.to_uppercase()),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let body =
+            serde_json::to_vec(&message_received(&format!("wamid.V{n}"), "conv-v", "x")).unwrap();
+        let mut headers = kapso_headers(SECRET, RECEIVED, &body, None);
+        let hex = headers["x-webhook-signature"].to_str().unwrap().to_owned();
+        headers.insert("x-webhook-signature", variant(&hex).parse().unwrap());
+        let response = app.post("/webhooks/support", body, headers).await;
+        assert_eq!(response.status(), 200, "variant {n}");
+    }
+    assert_eq!(app.count("events").await, 3);
 }
 
 #[tokio::test]
