@@ -125,6 +125,9 @@ pub const FLAG_UNKNOWN_TYPE: &str = "unknown_event_type";
 pub const FLAG_MISSING_IDENTIFIER: &str = "missing_identifier";
 /// Flag: a v1 payload whose phone number could not be found.
 pub const FLAG_V1_PARTIAL: &str = "v1_partial";
+/// Flag: an element of a batch whose `X-Batch-Size` header disagrees with the elements it holds
+/// (something between Kapso and this server may have cut or changed the body). Stored anyway.
+pub const FLAG_BATCH_SIZE_MISMATCH: &str = "batch_size_mismatch";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PayloadVersion {

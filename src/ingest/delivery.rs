@@ -6,9 +6,10 @@ use serde_json::{Map, Value};
 
 use super::signature::Verified;
 use super::{
-    RawDelivery, HEADER_BATCH, HEADER_EVENT, HEADER_IDEMPOTENCY_KEY, HEADER_PAYLOAD_VERSION,
+    RawDelivery, HEADER_BATCH, HEADER_BATCH_SIZE, HEADER_EVENT, HEADER_IDEMPOTENCY_KEY,
+    HEADER_PAYLOAD_VERSION,
 };
-use crate::event::{Event, Origin, PayloadVersion};
+use crate::event::{Event, Origin, PayloadVersion, FLAG_BATCH_SIZE_MISMATCH};
 use crate::inbox::{NewDelivery, NewQuarantine};
 
 /// Kapso's idempotency keys are opaque strings of at most 255 characters (CONTRACT.md §2.2).
@@ -89,9 +90,18 @@ pub fn unwrap_delivery(verified: Verified<RawDelivery>) -> NewDelivery {
             .ok()
             .map(|b| b.data)
             .filter(|texts| texts.len() == items.len());
+        // Kapso says how many elements it sent; a different count is flagged, never dropped.
+        let declared_size = raw.header(HEADER_BATCH_SIZE).map(str::trim);
+        let size_mismatch =
+            declared_size.is_some_and(|size| size.parse::<usize>().ok() != Some(items.len()));
         for (index, item) in items.into_iter().enumerate() {
             let text = texts.as_ref().and_then(|t| t.get(index)).map(|t| t.get());
             delivery.push_item(item, text, default_type.as_deref(), index);
+        }
+        if size_mismatch {
+            for event in &mut delivery.events {
+                event.flags.push(FLAG_BATCH_SIZE_MISMATCH);
+            }
         }
         return delivery;
     }

@@ -34,6 +34,7 @@ pub const HEADER_EVENT: &str = "x-webhook-event";
 pub const HEADER_IDEMPOTENCY_KEY: &str = "x-idempotency-key";
 pub const HEADER_PAYLOAD_VERSION: &str = "x-webhook-payload-version";
 pub const HEADER_BATCH: &str = "x-webhook-batch";
+pub const HEADER_BATCH_SIZE: &str = "x-batch-size";
 
 /// A request as it arrived, before anything in it is trusted.
 #[derive(Debug)]
