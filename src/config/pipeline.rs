@@ -130,6 +130,14 @@ pub struct WhenConfig {
     pub new_conversation: Option<bool>,
     /// `inbound` or `outbound`.
     pub direction: Option<String>,
+    /// The id of the button or list row the customer chose (`interactive.button_reply.id`,
+    /// `interactive.list_reply.id`, or a template button's `button.payload`).
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub reply_id: Vec<String>,
+    /// WhatsApp error codes of a failed message (`whatsapp.message.failed`): matches when any
+    /// error of its statuses has one of them.
+    #[serde(default, deserialize_with = "one_or_many_codes")]
+    pub error_code: Vec<i64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -234,6 +242,39 @@ fn one_or_many<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>
         ) -> Result<Self::Value, A::Error> {
             let mut out = Vec::new();
             while let Some(item) = seq.next_element::<String>()? {
+                out.push(item);
+            }
+            Ok(out)
+        }
+    }
+    deserializer.deserialize_any(Visitor)
+}
+
+/// The event type that carries error codes.
+const FAILED: &str = "whatsapp.message.failed";
+
+/// A number or a list of numbers.
+fn one_or_many_codes<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<i64>, D::Error> {
+    struct Visitor;
+    impl<'de> serde::de::Visitor<'de> for Visitor {
+        type Value = Vec<i64>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an error code (a whole number, e.g. 131047) or a list of them")
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
+            Ok(vec![v])
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+            i64::try_from(v)
+                .map(|v| vec![v])
+                .map_err(|_| E::custom("error code out of range"))
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::new();
+            while let Some(item) = seq.next_element::<i64>()? {
                 out.push(item);
             }
             Ok(out)
@@ -366,6 +407,17 @@ pub(super) fn validate_pipeline(config: &Config, file: &str) -> Result<(), Confi
                     format!("`{direction}` is not a direction: {hint}use `inbound` or `outbound`"),
                 ));
             }
+        }
+        if !route.when.error_code.is_empty()
+            && !route
+                .on
+                .iter()
+                .any(|p| crate::router::EventPattern::parse(p).matches(FAILED))
+        {
+            return Err(invalid(
+                key("when.error_code"),
+                format!("error codes are only carried by `{FAILED}` events: add it to `on`"),
+            ));
         }
         if route.max_attempts.is_some_and(|n| !(1..=100).contains(&n)) {
             return Err(invalid(key("max_attempts"), "use 1 to 100".into()));

@@ -17,6 +17,10 @@ pub struct RoutableEvent {
     pub direction: Option<String>,
     pub text: Option<String>,
     pub new_conversation: Option<bool>,
+    /// The id of the button or list row a reply chose.
+    pub reply_id: Option<String>,
+    /// Error codes of a failed message's statuses (and of the message itself).
+    pub error_codes: Vec<i64>,
 }
 
 impl RoutableEvent {
@@ -41,8 +45,42 @@ impl RoutableEvent {
             direction,
             text: message.and_then(message_text),
             new_conversation: payload.get("is_new_conversation").and_then(Value::as_bool),
+            reply_id: message.and_then(reply_id),
+            error_codes: message.map(error_codes).unwrap_or_default(),
         }
     }
+}
+
+/// The id of the button or list row an interactive reply chose, or a template quick-reply
+/// button's payload.
+fn reply_id(message: &Value) -> Option<String> {
+    str_at(message, &["interactive", "button_reply", "id"])
+        .or_else(|| str_at(message, &["interactive", "list_reply", "id"]))
+        .or_else(|| str_at(message, &["button", "payload"]))
+}
+
+/// Every error code of a message: on its statuses (Kapso's `kapso.statuses[].errors[]`, as in
+/// `whatsapp.message.failed`) and on the message itself (`errors[]`, Meta's form).
+fn error_codes(message: &Value) -> Vec<i64> {
+    let statuses = message
+        .pointer("/kapso/statuses")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten();
+    let lists = statuses
+        .filter_map(|status| status.get("errors"))
+        .chain(message.get("errors"));
+    let mut codes: Vec<i64> = lists
+        .filter_map(Value::as_array)
+        .flatten()
+        .filter_map(|error| match error.get("code")? {
+            Value::Number(n) => n.as_i64(),
+            Value::String(s) => s.trim().parse().ok(),
+            _ => None,
+        })
+        .collect();
+    codes.dedup();
+    codes
 }
 
 /// An event-type pattern as a route's `on` (and `switchboard events list --type`) takes it.
@@ -91,6 +129,8 @@ pub struct Route {
     text: Option<Regex>,
     new_conversation: Option<bool>,
     direction: Option<String>,
+    reply_ids: Vec<String>,
+    error_codes: Vec<i64>,
 }
 
 impl Route {
@@ -108,6 +148,8 @@ impl Route {
             text: config.when.text.as_deref().map(Regex::new).transpose()?,
             new_conversation: config.when.new_conversation,
             direction: config.when.direction.clone(),
+            reply_ids: config.when.reply_id.clone(),
+            error_codes: config.when.error_code.clone(),
         })
     }
 
@@ -130,6 +172,12 @@ impl Route {
                 .direction
                 .as_ref()
                 .is_none_or(|want| event.direction.as_ref() == Some(want))
+            && listed(&self.reply_ids, &event.reply_id)
+            && (self.error_codes.is_empty()
+                || event
+                    .error_codes
+                    .iter()
+                    .any(|c| self.error_codes.contains(c)))
     }
 
     /// Only inbound messages are debounced; everything else is handled at once.
@@ -213,6 +261,98 @@ mod tests {
 
     fn names(routes: Vec<&Route>) -> Vec<&str> {
         routes.into_iter().map(|r| r.name.as_str()).collect()
+    }
+
+    #[test]
+    fn routes_match_the_chosen_reply_id_not_only_its_title() {
+        let r = router(
+            r#"
+[[routes]]
+name = "yes"
+on = "whatsapp.message.received"
+when = { reply_id = ["confirm_yes", "list_yes"] }
+handler = { kind = "log" }
+"#,
+        );
+        let reply = |message: Value| {
+            RoutableEvent::from_stored(
+                "whatsapp.message.received",
+                "support",
+                None,
+                &json!({ "message": message }),
+            )
+        };
+        let button = reply(
+            json!({"type": "interactive", "interactive": {"type": "button_reply", "button_reply": {"id": "confirm_yes", "title": "Yes!"}}}),
+        );
+        let row = reply(
+            json!({"type": "interactive", "interactive": {"type": "list_reply", "list_reply": {"id": "list_yes", "title": "Sure"}}}),
+        );
+        let template_button =
+            reply(json!({"type": "button", "button": {"payload": "confirm_yes", "text": "Yes"}}));
+        let other = reply(
+            json!({"type": "interactive", "interactive": {"type": "button_reply", "button_reply": {"id": "confirm_no", "title": "Yes!"}}}),
+        );
+        let text = reply(json!({"type": "text", "text": {"body": "confirm_yes"}}));
+        assert_eq!(names(r.matching(&button)), vec!["yes"]);
+        assert_eq!(names(r.matching(&row)), vec!["yes"]);
+        assert_eq!(names(r.matching(&template_button)), vec!["yes"]);
+        assert!(r.matching(&other).is_empty());
+        assert!(
+            r.matching(&text).is_empty(),
+            "a typed text is not a reply id"
+        );
+    }
+
+    #[test]
+    fn routes_match_failure_error_codes() {
+        let r = router(
+            r#"
+[[routes]]
+name = "window"
+on = "whatsapp.message.failed"
+when = { error_code = 131047 }
+handler = { kind = "log" }
+
+[[routes]]
+name = "undeliverable"
+on = "whatsapp.message.failed"
+when = { error_code = [131026, 131049] }
+handler = { kind = "log" }
+"#,
+        );
+        let failed = |code: Value| {
+            RoutableEvent::from_stored(
+                "whatsapp.message.failed",
+                "support",
+                None,
+                &json!({"message": {"id": "w", "kapso": {"direction": "outbound", "statuses": [
+                    {"status": "failed", "errors": [{"code": code, "title": "t"}]}]}}}),
+            )
+        };
+        assert_eq!(names(r.matching(&failed(json!(131047)))), vec!["window"]);
+        assert_eq!(
+            names(r.matching(&failed(json!("131026")))),
+            vec!["undeliverable"]
+        );
+        assert!(r.matching(&failed(json!(131000))).is_empty());
+        let meta_form = RoutableEvent::from_stored(
+            "whatsapp.message.failed",
+            "support",
+            None,
+            &json!({"message": {"id": "w", "errors": [{"code": 131049}]}}),
+        );
+        assert_eq!(names(r.matching(&meta_form)), vec!["undeliverable"]);
+    }
+
+    #[test]
+    fn error_code_conditions_need_a_failure_event() {
+        let text = "[kapso]\napi_key = \"k\"\n[[webhooks]]\nname = \"support\"\nsecrets = [\"s\"]\n[[routes]]\nname = \"r\"\non = \"whatsapp.message.received\"\nwhen = { error_code = 131047 }\nhandler = { kind = \"log\" }\n";
+        let err = Config::parse("test.toml", text, |_| None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("when.error_code"), "{err}");
+        assert!(err.contains("whatsapp.message.failed"), "{err}");
     }
 
     const GREET_AND_LOG: &str = r#"
