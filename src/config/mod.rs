@@ -17,6 +17,7 @@ mod secret_errors;
 mod server_limits;
 mod storage_only;
 pub mod sync;
+pub mod template_message;
 pub mod webhooks;
 
 pub use pipeline::{BufferConfig, HandlerConfig, JobsConfig, RouteConfig};

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
+use super::template_message::{TemplateButton, TemplateHeader};
 use super::{Config, ConfigError};
 use crate::event;
 use crate::secret::Secret;
@@ -153,12 +154,15 @@ pub enum HandlerConfig {
         preview_url: bool,
     },
     /// An approved template with positional (`params = [...]`) or named (`params = {..}`) body
-    /// parameters.
+    /// parameters, an optional header (text parameters or a media file) and button parameters.
     Template {
         name: String,
         language: String,
         #[serde(default)]
         params: TemplateParams,
+        header: Option<TemplateHeader>,
+        #[serde(default)]
+        buttons: Vec<TemplateButton>,
     },
     /// Any message body from a JSON file (placeholders allowed in its strings).
     Message {
@@ -204,11 +208,27 @@ impl HandlerConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(untagged)]
 pub enum TemplateParams {
     Positional(Vec<String>),
     Named(BTreeMap<String, String>),
+}
+
+impl TemplateParams {
+    /// Each value with its key suffix (`[0]` for a positional one, `.name` for a named one).
+    pub fn entries(&self) -> Box<dyn Iterator<Item = (String, &str)> + '_> {
+        match self {
+            TemplateParams::Positional(list) => Box::new(
+                list.iter()
+                    .enumerate()
+                    .map(|(j, p)| (format!("[{j}]"), p.as_str())),
+            ),
+            TemplateParams::Named(map) => {
+                Box::new(map.iter().map(|(k, p)| (format!(".{k}"), p.as_str())))
+            }
+        }
+    }
 }
 
 impl Default for TemplateParams {
@@ -522,6 +542,8 @@ fn check_handler(handler: &HandlerConfig, jobs: &JobsConfig) -> Result<(), (Stri
             name,
             language,
             params,
+            header,
+            buttons,
         } => {
             if name.trim().is_empty() || language.trim().is_empty() {
                 return Err((
@@ -529,17 +551,27 @@ fn check_handler(handler: &HandlerConfig, jobs: &JobsConfig) -> Result<(), (Stri
                     "a template needs its approved `name` and `language` (e.g. \"en_US\")".into(),
                 ));
             }
-            match params {
-                TemplateParams::Positional(list) => {
-                    for (j, p) in list.iter().enumerate() {
-                        template(&format!("params[{j}]"), p)?;
-                    }
+            for (key, p) in params.entries() {
+                template(&format!("params{key}"), p)?;
+            }
+            if let Some(header) = header {
+                header.kind().map_err(|m| (".header".to_owned(), m))?;
+                for (key, p) in header.strings() {
+                    template(&format!("header.{key}"), p)?;
                 }
-                TemplateParams::Named(map) => {
-                    for (k, p) in map {
-                        template(&format!("params.{k}"), p)?;
-                    }
+            }
+            let mut seen = HashSet::new();
+            for (j, button) in buttons.iter().enumerate() {
+                let (_, _, value) = button
+                    .parameter()
+                    .map_err(|m| (format!(".buttons[{j}]"), m))?;
+                if !seen.insert(button.index) {
+                    return Err((
+                        format!(".buttons[{j}].index"),
+                        format!("button {} is given twice", button.index),
+                    ));
                 }
+                template(&format!("buttons[{j}]"), value)?;
             }
             Ok(())
         }

@@ -5,6 +5,7 @@ use serde_json::{json, Map, Value};
 
 use super::Failure;
 use crate::config::pipeline::TemplateParams;
+use crate::config::template_message::{HeaderKind, TemplateButton, TemplateHeader};
 use crate::event::str_at;
 use crate::template::{contact_phone, contact_user_id, render_json, RenderContext, Template};
 
@@ -62,10 +63,17 @@ pub fn reply(
     address(message, last)
 }
 
+/// A `template` handler's parts, borrowed from its config.
+pub struct TemplateMessage<'a> {
+    pub name: &'a str,
+    pub language: &'a str,
+    pub params: &'a TemplateParams,
+    pub header: Option<&'a TemplateHeader>,
+    pub buttons: &'a [TemplateButton],
+}
+
 pub fn template(
-    name: &str,
-    language: &str,
-    params: &TemplateParams,
+    spec: &TemplateMessage<'_>,
     ctx: &RenderContext<'_>,
     last: &Value,
 ) -> Result<Value, Failure> {
@@ -74,19 +82,55 @@ pub fn template(
             .map(|t| t.render(ctx))
             .map_err(template_error)
     };
-    let parameters: Vec<Value> = match params {
-        TemplateParams::Positional(list) => list
-            .iter()
-            .map(|p| Ok(json!({ "type": "text", "text": render(p)? })))
-            .collect::<Result<_, Failure>>()?,
-        TemplateParams::Named(map) => map
-            .iter()
-            .map(|(k, p)| Ok(json!({ "type": "text", "parameter_name": k, "text": render(p)? })))
-            .collect::<Result<_, Failure>>()?,
+    let text_parameters = |params: &TemplateParams| -> Result<Vec<Value>, Failure> {
+        match params {
+            TemplateParams::Positional(list) => list
+                .iter()
+                .map(|p| Ok(json!({ "type": "text", "text": render(p)? })))
+                .collect(),
+            TemplateParams::Named(map) => map
+                .iter()
+                .map(|(k, p)| {
+                    Ok(json!({ "type": "text", "parameter_name": k, "text": render(p)? }))
+                })
+                .collect(),
+        }
     };
-    let mut template = json!({ "name": name, "language": { "code": language } });
-    if !parameters.is_empty() {
-        template["components"] = json!([{ "type": "body", "parameters": parameters }]);
+    let mut components = Vec::new();
+    if let Some(header) = spec.header {
+        let parameters = match header.kind().map_err(Failure::Fatal)? {
+            HeaderKind::Text(params) => text_parameters(params)?,
+            HeaderKind::Media(kind, value) => {
+                let value = render(value)?;
+                let mut media = if value.starts_with("http://") || value.starts_with("https://") {
+                    json!({ "link": value })
+                } else {
+                    json!({ "id": value })
+                };
+                if let Some(filename) = &header.filename {
+                    media["filename"] = json!(render(filename)?);
+                }
+                vec![json!({ "type": kind, kind: media })]
+            }
+        };
+        components.push(json!({ "type": "header", "parameters": parameters }));
+    }
+    let body = text_parameters(spec.params)?;
+    if !body.is_empty() {
+        components.push(json!({ "type": "body", "parameters": body }));
+    }
+    for button in spec.buttons {
+        let (sub_type, kind, value) = button.parameter().map_err(Failure::Fatal)?;
+        components.push(json!({
+            "type": "button",
+            "sub_type": sub_type,
+            "index": button.index.to_string(),
+            "parameters": [{ "type": kind, kind: render(value)? }],
+        }));
+    }
+    let mut template = json!({ "name": spec.name, "language": { "code": spec.language } });
+    if !components.is_empty() {
+        template["components"] = json!(components);
     }
     let mut message = Map::new();
     message.insert("type".into(), json!("template"));
@@ -183,9 +227,13 @@ mod tests {
         let mut named = std::collections::BTreeMap::new();
         named.insert("customer".to_owned(), "{{contact.name}}".to_owned());
         let body = template(
-            "order_shipped",
-            "en_US",
-            &TemplateParams::Named(named),
+            &TemplateMessage {
+                name: "order_shipped",
+                language: "en_US",
+                params: &TemplateParams::Named(named),
+                header: None,
+                buttons: &[],
+            },
             &ctx(&payloads),
             &payloads[0],
         )
@@ -195,6 +243,99 @@ mod tests {
             body["template"]["components"][0]["parameters"][0],
             json!({"type": "text", "parameter_name": "customer", "text": "Dana"})
         );
+    }
+
+    /// Header and body as separate components, then one `button` component per dynamic button,
+    /// in the send-time shape of Kapso's template rules.
+    #[test]
+    fn template_with_header_body_and_buttons() {
+        let payloads = [inbound()];
+        let config: HandlerConfigForTest = toml::from_str(
+            r#"
+params = ["{{contact.name}}"]
+header = { document = "https://example.com/{{message.id}}.pdf", filename = "invoice.pdf" }
+buttons = [
+  { index = 0, url = "{{message.id}}" },
+  { index = 1, payload = "confirm_yes" },
+  { index = 2, code = "SAVE10" },
+]
+"#,
+        )
+        .unwrap();
+        let body = template(
+            &TemplateMessage {
+                name: "invoice_ready",
+                language: "en",
+                params: &config.params,
+                header: config.header.as_ref(),
+                buttons: &config.buttons,
+            },
+            &ctx(&payloads),
+            &payloads[0],
+        )
+        .unwrap();
+        assert_eq!(
+            body["template"]["components"],
+            json!([
+                {"type": "header", "parameters": [{"type": "document", "document": {
+                    "link": "https://example.com/wamid.IN.pdf", "filename": "invoice.pdf"}}]},
+                {"type": "body", "parameters": [{"type": "text", "text": "Dana"}]},
+                {"type": "button", "sub_type": "url", "index": "0",
+                 "parameters": [{"type": "text", "text": "wamid.IN"}]},
+                {"type": "button", "sub_type": "quick_reply", "index": "1",
+                 "parameters": [{"type": "payload", "payload": "confirm_yes"}]},
+                {"type": "button", "sub_type": "copy_code", "index": "2",
+                 "parameters": [{"type": "coupon_code", "coupon_code": "SAVE10"}]},
+            ])
+        );
+
+        // A media id (from Kapso's media upload) and named header text.
+        let config: HandlerConfigForTest =
+            toml::from_str("header = { image = \"4490709327384033\" }").unwrap();
+        let image = template(
+            &TemplateMessage {
+                name: "promo",
+                language: "en",
+                params: &config.params,
+                header: config.header.as_ref(),
+                buttons: &config.buttons,
+            },
+            &ctx(&payloads),
+            &payloads[0],
+        )
+        .unwrap();
+        assert_eq!(
+            image["template"]["components"],
+            json!([{"type": "header", "parameters": [{"type": "image", "image": {"id": "4490709327384033"}}]}])
+        );
+        let config: HandlerConfigForTest =
+            toml::from_str("header = { text = { sale = \"{{contact.name}}\" } }").unwrap();
+        let named = template(
+            &TemplateMessage {
+                name: "promo",
+                language: "en",
+                params: &config.params,
+                header: config.header.as_ref(),
+                buttons: &config.buttons,
+            },
+            &ctx(&payloads),
+            &payloads[0],
+        )
+        .unwrap();
+        assert_eq!(
+            named["template"]["components"][0]["parameters"][0],
+            json!({"type": "text", "parameter_name": "sale", "text": "Dana"})
+        );
+    }
+
+    /// The template keys of a handler, as its config gives them.
+    #[derive(serde::Deserialize)]
+    struct HandlerConfigForTest {
+        #[serde(default)]
+        params: TemplateParams,
+        header: Option<TemplateHeader>,
+        #[serde(default)]
+        buttons: Vec<TemplateButton>,
     }
 
     #[test]

@@ -210,7 +210,19 @@ impl Handlers {
                 name,
                 language,
                 params,
-            } => send(compose::template(name, language, params, &ctx, last)?),
+                header,
+                buttons,
+            } => send(compose::template(
+                &compose::TemplateMessage {
+                    name,
+                    language,
+                    params,
+                    header: header.as_ref(),
+                    buttons,
+                },
+                &ctx,
+                last,
+            )?),
             HandlerConfig::Message { body, .. } => {
                 let body = body
                     .as_ref()

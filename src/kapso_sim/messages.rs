@@ -181,8 +181,14 @@ pub fn validate(body: &Value) -> Result<ProxyRequest, String> {
             string(template, "name", "template['name']")?;
             let language = object(template, "language", "template['language']")?;
             string(language, "code", "template['language']['code']")?;
-            if template.get("components").is_some_and(|c| !c.is_array()) {
-                return Err(param("Param template['components'] must be an array."));
+            match template.get("components") {
+                None => {}
+                Some(Value::Array(components)) => {
+                    for (i, component) in components.iter().enumerate() {
+                        validate_template_component(i, component)?;
+                    }
+                }
+                Some(_) => return Err(param("Param template['components'] must be an array.")),
             }
         }
         _ => validate_interactive(object(body, "interactive", "interactive")?)?,
@@ -191,6 +197,86 @@ pub fn validate(body: &Value) -> Result<ProxyRequest, String> {
         kind: kind.to_owned(),
         recipient,
     })
+}
+
+/// One send-time template component: `header`, `body` or `button` (with `sub_type` and
+/// `index`), each with typed `parameters` (Meta's rules, as Kapso's template reference gives them).
+fn validate_template_component(i: usize, component: &Value) -> Result<(), String> {
+    let at = |key: &str| format!("template['components'][{i}]{key}");
+    let Some(component) = component.as_object() else {
+        return Err(param(format!("Param {} must be an object.", at(""))));
+    };
+    let kind = string(component, "type", &at("['type']"))?;
+    let allowed: &[&str] = match kind {
+        "header" => &["text", "image", "video", "document", "location"],
+        "body" => &["text", "currency", "date_time"],
+        "button" => {
+            let sub_type = string(component, "sub_type", &at("['sub_type']"))?;
+            let index = component.get("index");
+            let index_ok = match index {
+                Some(Value::String(s)) => s.parse::<u8>().is_ok_and(|n| n < 10),
+                Some(Value::Number(n)) => n.as_u64().is_some_and(|n| n < 10),
+                _ => false,
+            };
+            if !index_ok {
+                return Err(param(format!("Param {} must be 0 to 9.", at("['index']"))));
+            }
+            match sub_type {
+                "url" => &["text"],
+                "quick_reply" => &["payload", "text"],
+                "copy_code" => &["coupon_code"],
+                "flow" => &["action"],
+                "catalog" | "mpm" => &["action"],
+                other => {
+                    return Err(param(format!(
+                        "Param {} has an unknown value: {other}.",
+                        at("['sub_type']")
+                    )))
+                }
+            }
+        }
+        other => {
+            return Err(param(format!(
+                "Param {} has an unknown value: {other}.",
+                at("['type']")
+            )))
+        }
+    };
+    let Some(Value::Array(parameters)) = component.get("parameters") else {
+        return Err(param(format!(
+            "Param {} must be an array.",
+            at("['parameters']")
+        )));
+    };
+    for (j, parameter) in parameters.iter().enumerate() {
+        let key = at(&format!("['parameters'][{j}]"));
+        let Some(parameter) = parameter.as_object() else {
+            return Err(param(format!("Param {key} must be an object.")));
+        };
+        let kind = string(parameter, "type", &format!("{key}['type']"))?;
+        if !allowed.contains(&kind) {
+            return Err(param(format!(
+                "Param {key}['type'] has an unknown value: {kind}."
+            )));
+        }
+        match parameter.get(kind) {
+            Some(Value::String(_)) if matches!(kind, "text" | "payload" | "coupon_code") => {}
+            Some(Value::Object(media)) if matches!(kind, "image" | "video" | "document") => {
+                if media.contains_key("id") == media.contains_key("link") {
+                    return Err(param(format!(
+                        "Param {key}['{kind}'] needs exactly one of id or link."
+                    )));
+                }
+            }
+            Some(_)
+                if !matches!(
+                    kind,
+                    "text" | "payload" | "coupon_code" | "image" | "video" | "document"
+                ) => {}
+            _ => return Err(param(format!("Param {key}['{kind}'] is required."))),
+        }
+    }
+    Ok(())
 }
 
 fn validate_mark_read(body: &Map<String, Value>) -> Result<ProxyRequest, String> {
@@ -405,6 +491,48 @@ mod tests {
         let mut bad = ok.clone();
         bad["template"]["language"] = json!({});
         assert!(validate(&bad).unwrap_err().contains("language']['code']"));
+    }
+
+    /// The send-time component examples of Kapso's template reference (skill
+    /// `integrate-whatsapp`, `references/templates-reference.md`) pass; malformed ones do not.
+    #[test]
+    fn template_components_follow_the_send_time_rules() {
+        let with = |components: Value| {
+            validate(
+                &json!({"messaging_product": "whatsapp", "to": "1", "type": "template",
+                "template": {"name": "t", "language": {"code": "en"}, "components": components}}),
+            )
+        };
+        assert!(with(json!([
+            {"type": "header", "parameters": [{"type": "text", "parameter_name": "sale_name", "text": "Black Friday Sale"}]},
+            {"type": "body", "parameters": [{"type": "text", "parameter_name": "discount_code", "text": "BF2026"}]},
+        ]))
+        .is_ok());
+        assert!(with(json!([
+            {"type": "body", "parameters": [{"type": "text", "text": "123456"}]},
+            {"type": "button", "sub_type": "url", "index": "0", "parameters": [{"type": "text", "text": "123456"}]},
+        ]))
+        .is_ok());
+        assert!(with(json!([{"type": "header", "parameters": [{"type": "image", "image": {"id": "4490709327384033"}}]}])).is_ok());
+        assert!(with(json!([{"type": "header", "parameters": [{"type": "image", "image": {"link": "https://example.com/header.jpg"}}]}])).is_ok());
+        assert!(with(json!([{"type": "button", "sub_type": "quick_reply", "index": 1, "parameters": [{"type": "payload", "payload": "yes"}]}])).is_ok());
+
+        let err = |components: Value| with(components).unwrap_err();
+        assert!(err(json!([{"type": "header", "parameters": [{"type": "image", "image": {"id": "1", "link": "https://x"}}]}])).contains("exactly one of id or link"));
+        assert!(
+            err(json!([{"type": "button", "sub_type": "url", "parameters": []}]))
+                .contains("['index']")
+        );
+        assert!(err(
+            json!([{"type": "button", "sub_type": "swipe", "index": "0", "parameters": []}])
+        )
+        .contains("sub_type"));
+        assert!(err(json!([{"type": "footer", "parameters": []}])).contains("['type']"));
+        assert!(
+            err(json!([{"type": "body", "parameters": [{"type": "text"}]}]))
+                .contains("['text'] is required")
+        );
+        assert!(err(json!([{"type": "body"}])).contains("['parameters']"));
     }
 
     #[test]

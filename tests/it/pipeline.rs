@@ -186,6 +186,64 @@ handler = { kind = "template", name = "reengage_customer", language = "en_US", p
     assert_eq!(sends[0].body["type"], "template");
 }
 
+/// A template with a media header, body parameters and button parameters reaches the proxy in
+/// the send-time shape (the simulated proxy checks every component), and the quick-reply
+/// payload it carries routes the customer's tap by `when.reply_id`.
+#[tokio::test]
+async fn a_template_with_header_and_buttons_is_accepted_and_its_button_tap_is_routed_by_id() {
+    let sim = sim().await;
+    let app = TestApp::spawn_with(&pipeline_config(
+        &sim,
+        r#"
+[[routes]]
+name = "offer"
+on = "whatsapp.message.received"
+when = { text = "(?i)offer" }
+handler = { kind = "template", name = "weekly_offer", language = "en", params = { name = "{{contact.name}}" }, header = { image = "https://example.com/offer.jpg" }, buttons = [{ index = 0, payload = "offer_yes" }, { index = 1, url = "{{message.id}}" }] }
+
+[[routes]]
+name = "accepted"
+on = "whatsapp.message.received"
+when = { reply_id = "offer_yes" }
+handler = { kind = "reply", text = "Great, it's yours." }
+"#,
+    ))
+    .await;
+    assert_eq!(
+        app.deliver(
+            RECEIVED,
+            &text_at(
+                "wamid.ASK",
+                "conv-offer",
+                "any offer?",
+                1_764_093_600,
+                false
+            )
+        )
+        .await,
+        200
+    );
+    let sends = sim.wait_for_sends(1, WAIT).await;
+    assert_eq!(
+        sends[0].body["template"]["components"],
+        json!([
+            {"type": "header", "parameters": [{"type": "image", "image": {"link": "https://example.com/offer.jpg"}}]},
+            {"type": "body", "parameters": [{"type": "text", "parameter_name": "name", "text": "Dana Ruiz"}]},
+            {"type": "button", "sub_type": "quick_reply", "index": "0", "parameters": [{"type": "payload", "payload": "offer_yes"}]},
+            {"type": "button", "sub_type": "url", "index": "1", "parameters": [{"type": "text", "text": "wamid.ASK"}]},
+        ])
+    );
+
+    // The customer taps the button: WhatsApp sends its text and the payload.
+    let mut tap = text_at("wamid.TAP", "conv-offer", "", 1_764_093_700, false);
+    tap["message"]["type"] = json!("button");
+    tap["message"]["button"] = json!({"payload": "offer_yes", "text": "Yes please"});
+    tap["message"].as_object_mut().unwrap().remove("text");
+    assert_eq!(app.deliver(RECEIVED, &tap).await, 200);
+    let sends = sim.wait_for_sends(2, WAIT).await;
+    assert_eq!(sends[1].body["text"]["body"], "Great, it's yours.");
+}
+
 #[tokio::test]
 async fn greeting_route_replies_with_the_filled_template() {
     let sim = sim().await;
