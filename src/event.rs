@@ -166,7 +166,8 @@ impl DedupeKey {
     }
 }
 
-/// Where an event came from inside its delivery; used only when the event has no identifier.
+/// Where an event came from inside its delivery; used when the event has no identifier (and to
+/// tell apart phone-number events whose payload carries no time).
 #[derive(Debug, Clone, Copy)]
 pub struct Origin<'a> {
     pub idempotency_key: Option<&'a str>,
@@ -227,7 +228,7 @@ impl Event {
             .and_then(|m| m.get("timestamp"))
             .and_then(as_unix_seconds);
 
-        let dedupe_key = match natural_key(event_type, &payload) {
+        let dedupe_key = match natural_key(event_type, &payload, origin) {
             Some(key) => DedupeKey(key),
             None => {
                 if is_known_event_type(event_type) {
@@ -268,9 +269,9 @@ impl Event {
     }
 }
 
-/// The identifier CONTRACT.md §3.1 names for each event type, or `None` when the type has none
-/// or the payload lacks it.
-fn natural_key(event_type: &str, payload: &Value) -> Option<String> {
+/// The identifier of each event type, with what tells two occurrences of it apart where the
+/// payload allows, or `None` when the type has none or the payload lacks it.
+fn natural_key(event_type: &str, payload: &Value, origin: Origin<'_>) -> Option<String> {
     let message_id = || str_at(payload, &["message", "id"]);
     let conversation_id = || str_at(payload, &["conversation", "id"]);
     if let Some(status) = event_type.strip_prefix("whatsapp.message.") {
@@ -288,11 +289,34 @@ fn natural_key(event_type: &str, payload: &Value) -> Option<String> {
         let minutes = payload.get("inactivity").and_then(|i| i.get("minutes"))?;
         return Some(format!("conv:{conv}:since:{since}:after:{minutes}"));
     }
+    if event_type == "whatsapp.conversation.ended" {
+        // A conversation that is reopened can end again: the time it was last changed tells the
+        // two endings apart (a retry of one carries the same time).
+        let conv = conversation_id()?;
+        let at = str_at(payload, &["conversation", "updated_at"])
+            .or_else(|| str_at(payload, &["conversation", "last_active_at"]));
+        return Some(match at {
+            Some(at) => format!("conv:{conv}:at:{at}"),
+            None => format!("conv:{conv}"),
+        });
+    }
     if event_type.starts_with("whatsapp.conversation.") {
         return conversation_id().map(|c| format!("conv:{c}"));
     }
     if event_type.starts_with("whatsapp.phone_number.") {
-        return str_at(payload, &["phone_number_id"]).map(|p| format!("phone:{p}"));
+        // A number can be connected, removed and connected again: the customer it belongs to
+        // and a time, when the payload has one, else the delivery's idempotency key (repeated on
+        // Kapso's retries of that delivery), tell the occurrences apart.
+        let phone = str_at(payload, &["phone_number_id"])?;
+        let customer = str_at(payload, &["customer", "id"]).unwrap_or_default();
+        let at = ["created_at", "updated_at", "deleted_at", "timestamp"]
+            .iter()
+            .find_map(|field| str_at(payload, &[field]));
+        return Some(match (at, origin.idempotency_key) {
+            (Some(at), _) => format!("phone:{phone}:{customer}:at:{at}"),
+            (None, Some(key)) if !key.is_empty() => format!("phone:{phone}:{customer}:idem:{key}"),
+            (None, _) => format!("phone:{phone}:{customer}"),
+        });
     }
     if event_type.starts_with("whatsapp.config.") {
         return str_at(payload, &["whatsapp_config", "id"]).map(|c| format!("config:{c}"));
@@ -489,6 +513,55 @@ mod tests {
         assert_eq!(base("m1", 30), base("m1", 30));
         assert_ne!(base("m1", 30), base("m2", 30));
         assert_ne!(base("m1", 30), base("m1", 60));
+    }
+
+    #[test]
+    fn a_reopened_conversations_second_ending_is_its_own_event() {
+        let ended = |updated_at: &str| {
+            event(
+                "whatsapp.conversation.ended",
+                json!({"conversation": {"id": "c", "status": "ended", "updated_at": updated_at}}),
+            )
+            .dedupe_key
+        };
+        assert_eq!(
+            ended("2026-11-25T18:00:00Z"),
+            ended("2026-11-25T18:00:00Z"),
+            "a retry"
+        );
+        assert_ne!(ended("2026-11-25T18:00:00Z"), ended("2026-11-26T09:30:00Z"));
+    }
+
+    #[test]
+    fn a_reconnected_number_is_its_own_event_and_a_retry_is_not() {
+        let created = |payload: Value, key: &str| {
+            let Value::Object(map) = payload else {
+                panic!()
+            };
+            Event::from_payload(
+                "whatsapp.phone_number.created",
+                PayloadVersion::V2,
+                map,
+                Origin {
+                    idempotency_key: Some(key),
+                    index: 0,
+                },
+            )
+            .dedupe_key
+        };
+        let plain = json!({"phone_number_id": "106540352242922", "customer": {"id": "cust-1"}});
+        // Kapso's retries of one delivery repeat its idempotency key.
+        assert_eq!(created(plain.clone(), "d-1"), created(plain.clone(), "d-1"));
+        // Connected again later: a new delivery.
+        assert_ne!(created(plain.clone(), "d-1"), created(plain.clone(), "d-2"));
+        // To another customer.
+        let other = json!({"phone_number_id": "106540352242922", "customer": {"id": "cust-2"}});
+        assert_ne!(created(plain, "d-1"), created(other, "d-1"));
+        // With a time in the payload, the time decides, whatever the delivery.
+        let at =
+            |t: &str| json!({"phone_number_id": "1", "customer": {"id": "c"}, "created_at": t});
+        assert_eq!(created(at("t1"), "d-1"), created(at("t1"), "d-2"));
+        assert_ne!(created(at("t1"), "d-1"), created(at("t2"), "d-1"));
     }
 
     #[test]

@@ -349,6 +349,31 @@ async fn uppercase_and_sha256_prefixed_signatures_are_accepted() {
     assert_eq!(app.count("events").await, 3);
 }
 
+/// The decision on events that reach two webhooks (two webhooks subscribed to one number): the
+/// event is stored and routed once, under the webhook that delivered it first; the second copy
+/// is a duplicate. Routing it twice would answer the customer twice.
+#[tokio::test]
+async fn an_event_delivered_by_two_webhooks_is_stored_once_under_the_first() {
+    let app = TestApp::spawn().await;
+    let body = serde_json::to_vec(&message_received("wamid.TWICE", "conv-t", "x")).unwrap();
+    let first = app.deliver_signed("support", SECRET, RECEIVED, &body).await;
+    assert_eq!(first.status(), 200);
+    let second = app
+        .deliver_signed("sales", "whsec_sales_only", RECEIVED, &body)
+        .await;
+    assert_eq!(second.status(), 200);
+    let outcome: Value = second.json().await.unwrap();
+    assert_eq!(outcome["stored"], 0);
+    assert_eq!(outcome["duplicates"], 1);
+    let pool = app.db().await;
+    let webhooks: Vec<String> = sqlx::query_scalar("SELECT webhook FROM events")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(webhooks, vec!["support".to_owned()]);
+    assert_eq!(app.count("deliveries").await, 2, "both deliveries are logged");
+}
+
 #[tokio::test]
 async fn each_webhook_only_accepts_its_own_secrets() {
     let app = TestApp::spawn().await;
