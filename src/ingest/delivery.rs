@@ -4,6 +4,7 @@
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
+use super::meta;
 use super::signature::Verified;
 use super::{
     RawDelivery, HEADER_BATCH, HEADER_BATCH_SIZE, HEADER_EVENT, HEADER_IDEMPOTENCY_KEY,
@@ -62,6 +63,20 @@ pub fn unwrap_delivery(verified: Verified<RawDelivery>) -> NewDelivery {
         delivery.quarantine_whole(&raw.body, "body is JSON but not an object".to_owned());
         return delivery;
     };
+
+    if meta::is_meta_body(&root) {
+        let events = meta::events(&root);
+        if events.is_empty() {
+            delivery.quarantine_whole(
+                &raw.body,
+                "Meta webhook body without any change switchboard can read".to_owned(),
+            );
+        }
+        for (index, (event_type, payload)) in events.into_iter().enumerate() {
+            delivery.push_item(Value::Object(payload), None, Some(&event_type), index);
+        }
+        return delivery;
+    }
 
     let is_batch = batch_header || root.get("batch") == Some(&Value::Bool(true));
     if is_batch {

@@ -4,6 +4,7 @@
 pub mod body;
 pub mod delivery;
 pub mod error;
+pub mod meta;
 pub mod signature;
 
 use std::collections::HashMap;

@@ -371,7 +371,11 @@ async fn an_event_delivered_by_two_webhooks_is_stored_once_under_the_first() {
         .await
         .unwrap();
     assert_eq!(webhooks, vec!["support".to_owned()]);
-    assert_eq!(app.count("deliveries").await, 2, "both deliveries are logged");
+    assert_eq!(
+        app.count("deliveries").await,
+        2,
+        "both deliveries are logged"
+    );
 }
 
 #[tokio::test]

@@ -13,6 +13,7 @@ mod docker;
 mod faults;
 mod ingest;
 mod kapso;
+mod meta_webhooks;
 mod net_limits;
 mod payloads;
 mod pipeline;
