@@ -17,6 +17,13 @@ pub const NUMBER_EVENTS: [&str; 8] = [
     "whatsapp.conversation.inactive",
 ];
 
+/// Number-scoped contact events (Kapso's event-types reference): subscribable, not in the
+/// default subscription.
+pub const CONTACT_EVENTS: [&str; 2] = [
+    "whatsapp.contact.identity_changed",
+    "whatsapp.contact.marketing_preference_changed",
+];
+
 /// What a project-scoped webhook subscribes to by default.
 pub const PROJECT_EVENTS: [&str; 2] = [
     "whatsapp.phone_number.created",
@@ -38,6 +45,7 @@ const SEEN_ONLY_EVENTS: [&str; 1] = ["whatsapp.config.deleted"];
 /// An event type a Kapso webhook can subscribe to.
 pub fn is_subscribable_event(event_type: &str) -> bool {
     NUMBER_EVENTS.contains(&event_type)
+        || CONTACT_EVENTS.contains(&event_type)
         || PROJECT_EVENTS.contains(&event_type)
         || OTHER_PROJECT_EVENTS.contains(&event_type)
 }
@@ -51,6 +59,7 @@ pub fn is_known_event_type(event_type: &str) -> bool {
 pub fn known_event_types() -> impl Iterator<Item = &'static str> {
     NUMBER_EVENTS
         .iter()
+        .chain(CONTACT_EVENTS.iter())
         .chain(PROJECT_EVENTS.iter())
         .chain(OTHER_PROJECT_EVENTS.iter())
         .chain(SEEN_ONLY_EVENTS.iter())
@@ -317,6 +326,21 @@ fn natural_key(event_type: &str, payload: &Value, origin: Origin<'_>) -> Option<
             (None, Some(key)) if !key.is_empty() => format!("phone:{phone}:{customer}:idem:{key}"),
             (None, _) => format!("phone:{phone}:{customer}"),
         });
+    }
+    if event_type == "whatsapp.contact.marketing_preference_changed" {
+        // Kapso: at-least-once and unordered; `sequence` increases with every change.
+        let contact = str_at(payload, &["contact", "id"])
+            .or_else(|| str_at(payload, &["contact", "wa_id"]))?;
+        let sequence = str_at(payload, &["marketing_preference", "sequence"])
+            .or_else(|| str_at(payload, &["marketing_preference", "occurred_at"]))?;
+        return Some(format!("contact:{contact}:marketing:{sequence}"));
+    }
+    if event_type == "whatsapp.contact.identity_changed" {
+        let contact = str_at(payload, &["contact", "id"])
+            .or_else(|| str_at(payload, &["contact", "wa_id"]))?;
+        let identity = str_at(payload, &["contact", "business_scoped_user_id"])
+            .or_else(|| str_at(payload, &["contact", "updated_at"]))?;
+        return Some(format!("contact:{contact}:identity:{identity}"));
     }
     if event_type.starts_with("whatsapp.config.") {
         return str_at(payload, &["whatsapp_config", "id"]).map(|c| format!("config:{c}"));

@@ -136,7 +136,9 @@ impl WebhookConfig {
 
 /// Whether Kapso delivers `event` only to phone-number-scoped webhooks.
 fn is_number_event(event: &str) -> bool {
-    event.starts_with("whatsapp.message.") || event.starts_with("whatsapp.conversation.")
+    event.starts_with("whatsapp.message.")
+        || event.starts_with("whatsapp.conversation.")
+        || event.starts_with("whatsapp.contact.")
 }
 
 /// Checks every `[[webhooks]]` entry, then `server.public_url` and `[sync]`.
@@ -251,6 +253,7 @@ fn check_remote_settings(
         let event_key = key(&format!("events[{j}]"));
         if !is_subscribable_event(event) {
             let mut known: Vec<&str> = NUMBER_EVENTS.to_vec();
+            known.extend(crate::event::CONTACT_EVENTS);
             known.extend(PROJECT_EVENTS);
             known.extend(OTHER_PROJECT_EVENTS);
             let fix = match did_you_mean(event, known.iter().copied()) {
