@@ -26,6 +26,7 @@ pub mod secret;
 pub mod sync;
 pub mod telemetry;
 pub mod template;
+pub mod window;
 pub mod write_health;
 pub mod write_priority;
 pub mod write_queue;

@@ -4,18 +4,21 @@
 //! Placeholders: `contact.name`, `contact.phone`, `message.text`, `message.id`, `message.type`,
 //! `messages.text` (all texts of a buffered batch, one per line), `messages.count`,
 //! `conversation.id`, `phone_number_id`, `webhook`, `route`, `event.type`, and
-//! `event.PATH` (any field of the last event's payload, e.g. `event.message.from`).
+//! `event.PATH` (any field of the last event's payload, e.g. `event.message.from`),
+//! `window.open` (`true`/`false`: may free-form messages be sent; empty when unknown) and
+//! `window.closes_at` (RFC 3339).
 //! `{{name|fallback}}` uses `fallback` when the value is empty.
 
 use serde_json::Value;
 
 use crate::event::{message_text, str_at};
+use crate::window::{format_rfc3339, Window};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TemplateError {
     #[error("`{{{{` without a closing `}}}}`")]
     Unclosed,
-    #[error("unknown placeholder `{{{{{0}}}}}`; known: contact.name, contact.phone, message.text, message.id, message.type, messages.text, messages.count, conversation.id, phone_number_id, webhook, route, event.type, event.PATH")]
+    #[error("unknown placeholder `{{{{{0}}}}}`; known: contact.name, contact.phone, message.text, message.id, message.type, messages.text, messages.count, conversation.id, phone_number_id, webhook, route, event.type, event.PATH, window.open, window.closes_at")]
     Unknown(String),
 }
 
@@ -33,6 +36,8 @@ enum Field {
     Webhook,
     Route,
     EventType,
+    WindowOpen,
+    WindowClosesAt,
     Path(Vec<String>),
 }
 
@@ -54,6 +59,9 @@ pub struct RenderContext<'a> {
     pub webhook: &'a str,
     pub route: &'a str,
     pub payloads: &'a [Value],
+    /// The conversation's 24-hour window, and the time it is judged at (Unix ms).
+    pub window: Window,
+    pub now_ms: i64,
 }
 
 impl Template {
@@ -131,6 +139,8 @@ fn parse_field(name: &str) -> Result<Field, TemplateError> {
         "webhook" => Field::Webhook,
         "route" => Field::Route,
         "event.type" => Field::EventType,
+        "window.open" => Field::WindowOpen,
+        "window.closes_at" => Field::WindowClosesAt,
         other => match other.strip_prefix("event.") {
             Some(path) if !path.is_empty() && path.split('.').all(|p| !p.is_empty()) => {
                 Field::Path(path.split('.').map(str::to_owned).collect())
@@ -164,6 +174,8 @@ fn resolve(field: &Field, ctx: &RenderContext<'_>) -> Option<String> {
         Field::Webhook => Some(ctx.webhook.to_owned()),
         Field::Route => Some(ctx.route.to_owned()),
         Field::EventType => Some(ctx.event_type.to_owned()),
+        Field::WindowOpen => ctx.window.is_open(ctx.now_ms).map(|open| open.to_string()),
+        Field::WindowClosesAt => ctx.window.closes_at_ms().and_then(format_rfc3339),
         Field::Path(path) => {
             let mut current = last;
             for key in path {
@@ -247,6 +259,8 @@ mod tests {
             webhook: "support",
             route: "greet",
             payloads,
+            window: crate::window::Window::from_payloads(payloads),
+            now_ms: 1_764_093_600_000,
         }
     }
 
@@ -276,6 +290,21 @@ mod tests {
         let t = Template::parse("{{messages.text}}").unwrap();
         let payloads = [sample("a"), sample("b"), sample("c")];
         assert_eq!(t.render(&ctx(&payloads)), "a\nb\nc");
+    }
+
+    #[test]
+    fn window_placeholders_tell_whether_free_form_messages_may_go() {
+        let t = Template::parse("{{window.open|unknown}} until {{window.closes_at|?}}").unwrap();
+        let recent = [
+            json!({"message": {"id": "w", "timestamp": "1764090000", "kapso": {"direction": "inbound"}}}),
+        ];
+        assert_eq!(t.render(&ctx(&recent)), "true until 2025-11-26T17:00:00Z");
+        let old = [
+            json!({"message": {"id": "w", "timestamp": "1763000000", "kapso": {"direction": "inbound"}}}),
+        ];
+        assert_eq!(t.render(&ctx(&old)), "false until 2025-11-14T02:13:20Z");
+        let unknown = [json!({"message": {"id": "w", "kapso": {"direction": "outbound"}}})];
+        assert_eq!(t.render(&ctx(&unknown)), "unknown until ?");
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
-use super::template_message::{TemplateButton, TemplateHeader};
+use super::template_message::{TemplateButton, TemplateHeader, TemplateSpec};
 use super::{Config, ConfigError};
 use crate::event;
 use crate::secret::Secret;
@@ -79,6 +79,10 @@ pub struct JobsConfig {
     pub lease_ms: u64,
     /// Fallback poll interval; workers are normally woken as soon as work arrives.
     pub poll_interval_ms: u64,
+    /// Loop guard: a template this server sent that Kapso reports failed (within this long of
+    /// sending it) triggers no template of another route for the same conversation, so a
+    /// failing template cannot set off another, and so on. 0 turns the guard off.
+    pub template_loop_guard_ms: u64,
 }
 
 impl Default for JobsConfig {
@@ -90,6 +94,7 @@ impl Default for JobsConfig {
             backoff_max_ms: 300_000,
             lease_ms: 60_000,
             poll_interval_ms: 1_000,
+            template_loop_guard_ms: 86_400_000,
         }
     }
 }
@@ -152,6 +157,8 @@ pub enum HandlerConfig {
         quote: bool,
         #[serde(default)]
         preview_url: bool,
+        /// Sent instead when the customer's 24-hour window is closed.
+        outside_window: Option<TemplateSpec>,
     },
     /// An approved template with positional (`params = [...]`) or named (`params = {..}`) body
     /// parameters, an optional header (text parameters or a media file) and button parameters.
@@ -169,6 +176,8 @@ pub enum HandlerConfig {
         file: PathBuf,
         #[serde(skip)]
         body: Option<Value>,
+        /// Sent instead when the customer's 24-hour window is closed.
+        outside_window: Option<TemplateSpec>,
     },
     /// Read receipt for the inbound message, optionally with a typing indicator.
     MarkRead {
@@ -185,6 +194,9 @@ pub enum HandlerConfig {
         /// Values may be credentials (`Authorization`): never echoed in errors.
         #[serde(default, deserialize_with = "crate::secret::header_table")]
         headers: BTreeMap<String, String>,
+        /// Sent instead of the service's free-form messages when the customer's 24-hour window
+        /// is closed.
+        outside_window: Option<TemplateSpec>,
     },
     /// Write the event to the log.
     Log {},
@@ -199,6 +211,16 @@ impl HandlerConfig {
             HandlerConfig::MarkRead { .. } => "mark_read",
             HandlerConfig::Http { .. } => "http",
             HandlerConfig::Log {} => "log",
+        }
+    }
+
+    /// The template a send handler falls back to when the customer's window is closed.
+    pub fn outside_window(&self) -> Option<&TemplateSpec> {
+        match self {
+            HandlerConfig::Reply { outside_window, .. }
+            | HandlerConfig::Message { outside_window, .. }
+            | HandlerConfig::Http { outside_window, .. } => outside_window.as_ref(),
+            _ => None,
         }
     }
 
@@ -306,7 +328,10 @@ fn one_or_many_codes<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<i
 /// Reads the JSON files of `message` handlers (relative paths from the working directory).
 pub(super) fn load_message_files(config: &mut Config, file: &str) -> Result<(), ConfigError> {
     for (i, route) in config.routes.iter_mut().enumerate() {
-        if let HandlerConfig::Message { file: path, body } = &mut route.handler {
+        if let HandlerConfig::Message {
+            file: path, body, ..
+        } = &mut route.handler
+        {
             let key = format!("routes[{i}].handler.file");
             let invalid = |message: String| ConfigError::Invalid {
                 file: file.to_owned(),
@@ -364,6 +389,13 @@ pub(super) fn validate_pipeline(config: &Config, file: &str) -> Result<(), Confi
         return Err(invalid(
             "jobs.lease_ms".into(),
             "lease_ms must be at least 1000 and poll_interval_ms above 0".into(),
+        ));
+    }
+
+    if jobs.template_loop_guard_ms > 30 * 86_400_000 {
+        return Err(invalid(
+            "jobs.template_loop_guard_ms".into(),
+            "use 0 (off) to 2592000000 (30 days; default 86400000, a day)".into(),
         ));
     }
 
@@ -524,13 +556,65 @@ fn check_buffer(buffer: &BufferConfig, prefix: &str) -> Result<(), (String, Stri
     Ok(())
 }
 
+/// `text` parses as a template with placeholders; else (`.{key}`, why).
+fn check_placeholders(key: &str, text: &str) -> Result<(), (String, String)> {
+    Template::parse(text)
+        .map(|_| ())
+        .map_err(|e| (format!(".{key}"), e.to_string()))
+}
+
+/// A template's name, language, body parameters, header and buttons. Returns (key suffix, message).
+fn check_template(
+    name: &str,
+    language: &str,
+    params: &TemplateParams,
+    header: Option<&TemplateHeader>,
+    buttons: &[TemplateButton],
+) -> Result<(), (String, String)> {
+    if name.trim().is_empty() || language.trim().is_empty() {
+        return Err((
+            ".name".into(),
+            "a template needs its approved `name` and `language` (e.g. \"en_US\")".into(),
+        ));
+    }
+    for (key, p) in params.entries() {
+        check_placeholders(&format!("params{key}"), p)?;
+    }
+    if let Some(header) = header {
+        header.kind().map_err(|m| (".header".to_owned(), m))?;
+        for (key, p) in header.strings() {
+            check_placeholders(&format!("header.{key}"), p)?;
+        }
+    }
+    let mut seen = HashSet::new();
+    for (j, button) in buttons.iter().enumerate() {
+        let (_, _, value) = button
+            .parameter()
+            .map_err(|m| (format!(".buttons[{j}]"), m))?;
+        if !seen.insert(button.index) {
+            return Err((
+                format!(".buttons[{j}].index"),
+                format!("button {} is given twice", button.index),
+            ));
+        }
+        check_placeholders(&format!("buttons[{j}]"), value)?;
+    }
+    Ok(())
+}
+
 /// Returns (key suffix under `handler`, message).
 fn check_handler(handler: &HandlerConfig, jobs: &JobsConfig) -> Result<(), (String, String)> {
-    let template = |key: &str, text: &str| {
-        Template::parse(text)
-            .map(|_| ())
-            .map_err(|e| (format!(".{key}"), e.to_string()))
-    };
+    let template = check_placeholders;
+    if let Some(spec) = handler.outside_window() {
+        check_template(
+            &spec.name,
+            &spec.language,
+            &spec.params,
+            spec.header.as_ref(),
+            &spec.buttons,
+        )
+        .map_err(|(key, message)| (format!(".outside_window{key}"), message))?;
+    }
     match handler {
         HandlerConfig::Reply { text, .. } => {
             if text.trim().is_empty() {
@@ -544,37 +628,7 @@ fn check_handler(handler: &HandlerConfig, jobs: &JobsConfig) -> Result<(), (Stri
             params,
             header,
             buttons,
-        } => {
-            if name.trim().is_empty() || language.trim().is_empty() {
-                return Err((
-                    ".name".into(),
-                    "a template needs its approved `name` and `language` (e.g. \"en_US\")".into(),
-                ));
-            }
-            for (key, p) in params.entries() {
-                template(&format!("params{key}"), p)?;
-            }
-            if let Some(header) = header {
-                header.kind().map_err(|m| (".header".to_owned(), m))?;
-                for (key, p) in header.strings() {
-                    template(&format!("header.{key}"), p)?;
-                }
-            }
-            let mut seen = HashSet::new();
-            for (j, button) in buttons.iter().enumerate() {
-                let (_, _, value) = button
-                    .parameter()
-                    .map_err(|m| (format!(".buttons[{j}]"), m))?;
-                if !seen.insert(button.index) {
-                    return Err((
-                        format!(".buttons[{j}].index"),
-                        format!("button {} is given twice", button.index),
-                    ));
-                }
-                template(&format!("buttons[{j}]"), value)?;
-            }
-            Ok(())
-        }
+        } => check_template(name, language, params, header.as_ref(), buttons),
         HandlerConfig::Message { body, .. } => {
             let mut result = Ok(());
             if let Some(body) = body {

@@ -7,6 +7,21 @@ use serde::Deserialize;
 
 use super::pipeline::TemplateParams;
 
+/// An approved template to send instead of a free-form message when the customer's 24-hour
+/// window is closed: `outside_window = { name, language, params, header, buttons }` on `reply`,
+/// `message` and `http` handlers (the same keys as a `template` handler).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateSpec {
+    pub name: String,
+    pub language: String,
+    #[serde(default)]
+    pub params: TemplateParams,
+    pub header: Option<TemplateHeader>,
+    #[serde(default)]
+    pub buttons: Vec<TemplateButton>,
+}
+
 /// `header = { text = [...] }` (or `{ text = { name = "..." } }`), or one media file:
 /// `{ image = "..." }`, `{ video = "..." }`, `{ document = "...", filename = "..." }`. A media
 /// value starting with `http://` or `https://` is sent as a `link`, anything else as a media

@@ -5,7 +5,7 @@ use serde_json::{json, Map, Value};
 
 use super::Failure;
 use crate::config::pipeline::TemplateParams;
-use crate::config::template_message::{HeaderKind, TemplateButton, TemplateHeader};
+use crate::config::template_message::{HeaderKind, TemplateButton, TemplateHeader, TemplateSpec};
 use crate::event::str_at;
 use crate::template::{contact_phone, contact_user_id, render_json, RenderContext, Template};
 
@@ -70,6 +70,19 @@ pub struct TemplateMessage<'a> {
     pub params: &'a TemplateParams,
     pub header: Option<&'a TemplateHeader>,
     pub buttons: &'a [TemplateButton],
+}
+
+impl<'a> TemplateMessage<'a> {
+    /// An `outside_window` template.
+    pub fn from_spec(spec: &'a TemplateSpec) -> TemplateMessage<'a> {
+        TemplateMessage {
+            name: &spec.name,
+            language: &spec.language,
+            params: &spec.params,
+            header: spec.header.as_ref(),
+            buttons: &spec.buttons,
+        }
+    }
 }
 
 pub fn template(
@@ -199,6 +212,8 @@ mod tests {
             webhook: "w",
             route: "r",
             payloads,
+            window: crate::window::Window::from_payloads(payloads),
+            now_ms: 1_764_093_600_000,
         }
     }
 

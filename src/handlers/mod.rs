@@ -4,6 +4,7 @@
 //! Kapso confirmed is never sent twice.
 
 pub mod compose;
+pub mod conversations;
 pub mod http;
 pub mod store;
 
@@ -17,6 +18,8 @@ use crate::inbox::store::StoredEvent;
 use crate::kapso::{KapsoClient, KapsoError, RetryHint};
 use crate::router::Route;
 use crate::template::RenderContext;
+use crate::window::Window;
+use conversations::Conversations;
 
 /// How a handler run failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,12 +30,19 @@ pub enum Failure {
     RetryAfter(String, Duration),
     /// Cannot succeed by retrying (bad request, policy block, ...): dead-letter now.
     Fatal(String),
+    /// Kapso refused a free-form message because the customer's 24-hour window is closed
+    /// (131047). Final like [`Failure::Fatal`], unless the route has an `outside_window`
+    /// template, which is then sent instead.
+    WindowClosed(String),
 }
 
 impl Failure {
     pub fn message(&self) -> &str {
         match self {
-            Failure::Retry(m) | Failure::RetryAfter(m, _) | Failure::Fatal(m) => m,
+            Failure::Retry(m)
+            | Failure::RetryAfter(m, _)
+            | Failure::Fatal(m)
+            | Failure::WindowClosed(m) => m,
         }
     }
 }
@@ -126,6 +136,7 @@ pub struct Handlers {
     kapso: Option<KapsoClient>,
     http: reqwest::Client,
     ledger: store::Ledger,
+    conversations: Conversations,
 }
 
 impl Handlers {
@@ -133,6 +144,7 @@ impl Handlers {
         Handlers {
             kapso,
             http: reqwest::Client::new(),
+            conversations: Conversations::new(ledger.reads().clone()),
             ledger,
         }
     }
@@ -166,13 +178,107 @@ impl Handlers {
                 continue;
             }
             let action = Action::from_row(row)?;
-            let wamid = self.execute(&action).await?;
+            let wamid = match self.execute(&action).await {
+                Err(Failure::WindowClosed(reason)) => {
+                    self.send_outside_window(input, row, &action, reason)
+                        .await?
+                }
+                other => other?,
+            };
             self.ledger
                 .mark_sent(row.id, wamid, now_ms())
                 .map_err(db_failure)?;
             report.sent += 1;
         }
         Ok(report)
+    }
+
+    /// The conversation's window as the job's events and the stored messages tell it (the
+    /// stored ones only when the route needs it: one read).
+    async fn window(&self, input: &JobInput<'_>, payloads: &[Value]) -> Result<Window, Failure> {
+        let window = Window::from_payloads(payloads);
+        if !input.route.needs_window {
+            return Ok(window);
+        }
+        let Some(conversation) = input
+            .events
+            .last()
+            .and_then(|e| e.conversation_id.as_deref())
+        else {
+            return Ok(window);
+        };
+        let stored = self
+            .conversations
+            .last_inbound_ms(conversation)
+            .await
+            .map_err(|e| Failure::Retry(format!("database: {e}")))?;
+        Ok(window.merge(stored))
+    }
+
+    /// True when this job answers the failure of a template this server sent recently with
+    /// another template: the loop guard skips it.
+    async fn loop_guarded(&self, input: &JobInput<'_>, last: &Value) -> Result<bool, Failure> {
+        let guard = i64::try_from(input.route.template_loop_guard_ms).unwrap_or(i64::MAX);
+        let sends_template = matches!(input.route.handler, HandlerConfig::Template { .. })
+            || input.route.handler.outside_window().is_some();
+        if guard == 0 || !sends_template || input.job.event_type != "whatsapp.message.failed" {
+            return Ok(false);
+        }
+        let Some(wamid) = crate::event::str_at(last, &["message", "id"]) else {
+            return Ok(false);
+        };
+        let sent_at = self
+            .conversations
+            .template_sent_at(&wamid)
+            .await
+            .map_err(|e| Failure::Retry(format!("database: {e}")))?;
+        Ok(sent_at.is_some_and(|at| now_ms().saturating_sub(at) < guard))
+    }
+
+    /// Kapso refused `action` because the window is closed: when the route has an
+    /// `outside_window` template, record it in the row's place (so a retry resumes it, never
+    /// the refused message) and send it; otherwise the refusal stands.
+    async fn send_outside_window(
+        &self,
+        input: &JobInput<'_>,
+        row: &store::OutboundRow,
+        action: &Action,
+        reason: String,
+    ) -> Result<Option<String>, Failure> {
+        let (
+            Some(spec),
+            Action::Send {
+                phone_number_id, ..
+            },
+        ) = (input.route.handler.outside_window(), action)
+        else {
+            return Err(Failure::WindowClosed(reason));
+        };
+        let payloads: Vec<Value> = input.events.iter().map(StoredEvent::payload_json).collect();
+        let last = payloads
+            .last()
+            .ok_or_else(|| Failure::Fatal("the job has no events".into()))?;
+        let window = self.window(input, &payloads).await?;
+        let ctx = RenderContext {
+            event_type: input.job.event_type,
+            webhook: input.job.webhook,
+            route: &input.route.name,
+            payloads: &payloads,
+            window,
+            now_ms: now_ms(),
+        };
+        let body = compose::template(&compose::TemplateMessage::from_spec(spec), &ctx, last)?;
+        self.ledger
+            .replace_body(row.id, &body)
+            .await
+            .map_err(db_failure)?;
+        tracing::info!(route = %input.route.name, job.id = input.job.id, template = %spec.name,
+            refused = %reason, "24-hour window closed: sending the outside_window template instead");
+        self.execute(&Action::Send {
+            phone_number_id: phone_number_id.clone(),
+            body,
+        })
+        .await
     }
 
     /// Works out what the job should send. For `http` this calls the user's service.
@@ -183,11 +289,29 @@ impl Handlers {
                 "the job's events are no longer in the inbox".into(),
             ));
         };
+        if self.loop_guarded(input, last).await? {
+            tracing::warn!(route = %input.route.name, job.id = input.job.id,
+                "loop guard: a template this server sent failed; no template answers it (jobs.template_loop_guard_ms)");
+            return Ok(Vec::new());
+        }
+        let now = now_ms();
+        let window = self.window(input, &payloads).await?;
         let ctx = RenderContext {
             event_type: input.job.event_type,
             webhook: input.job.webhook,
             route: &input.route.name,
             payloads: &payloads,
+            window,
+            now_ms: now,
+        };
+        // Known closed: the free-form message would be refused, so the template goes instead.
+        let closed_template = match input.route.handler.outside_window() {
+            Some(spec) if window.is_open(now) == Some(false) => Some(compose::template(
+                &compose::TemplateMessage::from_spec(spec),
+                &ctx,
+                last,
+            )?),
+            _ => None,
         };
         let phone_number_id = || {
             last_event.phone_number_id.clone().ok_or_else(|| {
@@ -201,10 +325,16 @@ impl Handlers {
             }])
         };
         match &input.route.handler {
+            HandlerConfig::Reply { .. } | HandlerConfig::Message { .. }
+                if closed_template.is_some() =>
+            {
+                send(closed_template.unwrap_or_default())
+            }
             HandlerConfig::Reply {
                 text,
                 quote,
                 preview_url,
+                ..
             } => send(compose::reply(text, *quote, *preview_url, &ctx, last)?),
             HandlerConfig::Template {
                 name,
@@ -239,6 +369,7 @@ impl Handlers {
                 timeout_ms,
                 secret,
                 headers,
+                ..
             } => {
                 let target = http::HttpTarget {
                     url,
@@ -252,16 +383,27 @@ impl Handlers {
                     return Ok(Vec::new());
                 }
                 let from = phone_number_id()?;
-                messages
+                let mut bodies = messages
                     .iter()
                     .enumerate()
-                    .map(|(i, m)| {
-                        Ok(Action::Send {
-                            phone_number_id: from.clone(),
-                            body: compose::returned_message(i, m, last)?,
-                        })
+                    .map(|(i, m)| compose::returned_message(i, m, last))
+                    .collect::<Result<Vec<Value>, Failure>>()?;
+                if let Some(template) = closed_template {
+                    // The service's free-form messages would be refused: its templates go, and
+                    // the route's template once in place of the rest.
+                    let had_free_form = bodies.iter().any(|b| b["type"] != "template");
+                    bodies.retain(|b| b["type"] == "template");
+                    if had_free_form {
+                        bodies.insert(0, template);
+                    }
+                }
+                Ok(bodies
+                    .into_iter()
+                    .map(|body| Action::Send {
+                        phone_number_id: from.clone(),
+                        body,
                     })
-                    .collect()
+                    .collect())
             }
             HandlerConfig::Log {} => {
                 for (event, payload) in input.events.iter().zip(&payloads) {
@@ -304,6 +446,9 @@ impl Handlers {
 
 fn kapso_failure(err: KapsoError) -> Failure {
     let message = format!("kapso: {err}");
+    if err.graph_code() == Some(131047) || err.kapso_code() == Some("window_expired") {
+        return Failure::WindowClosed(message);
+    }
     match err.retry_hint() {
         RetryHint::RetryAfter(after) => Failure::RetryAfter(message, after),
         RetryHint::Retry => Failure::Retry(message),

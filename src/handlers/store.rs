@@ -15,6 +15,14 @@ pub struct Ledger {
     reads: SqlitePool,
     plans: Coalesced<PlannedActions, Vec<OutboundRow>>,
     sent: Coalesced<SentMark, ()>,
+    replaced: Coalesced<Replacement, ()>,
+}
+
+/// A pending row's message replaced before it is sent (the `outside_window` template in place
+/// of a free-form message Kapso refused).
+pub struct Replacement {
+    id: i64,
+    body: String,
 }
 
 /// A job's plan to record.
@@ -36,8 +44,25 @@ impl Ledger {
         Ledger {
             reads,
             plans: Coalesced::new(writes.clone(), record_plans),
-            sent: Coalesced::new(writes, mark_sent),
+            sent: Coalesced::new(writes.clone(), mark_sent),
+            replaced: Coalesced::new(writes, replace_bodies),
         }
+    }
+
+    /// The read pool the ledger reads from.
+    pub fn reads(&self) -> &SqlitePool {
+        &self.reads
+    }
+
+    /// Replaces the message of pending row `id`; returns once committed, so a retry resumes
+    /// the new message, never the old.
+    pub async fn replace_body(&self, id: i64, body: &serde_json::Value) -> Result<(), WriteError> {
+        self.replaced
+            .write(Replacement {
+                id,
+                body: body.to_string(),
+            })
+            .await
     }
 
     /// What the job already planned, in order (empty on its first run).
@@ -140,6 +165,30 @@ struct PlannedRow {
     job_id: i64,
     #[sqlx(flatten)]
     row: OutboundRow,
+}
+
+/// New messages for pending rows. One statement for the lot.
+fn replace_bodies<'c>(
+    conn: &'c mut SqliteConnection,
+    replacements: Vec<Replacement>,
+) -> BoxFuture<'c, Result<Vec<()>, sqlx::Error>> {
+    Box::pin(async move {
+        let rows: Vec<_> = replacements
+            .iter()
+            .map(|r| (r.id, r.body.as_str()))
+            .collect();
+        let rows = serde_json::to_string(&rows)
+            .map_err(|e| sqlx::Error::Protocol(format!("replacements as JSON: {e}")))?;
+        sqlx::query(
+            "UPDATE outbound SET body = v.body
+             FROM (SELECT value ->> 0 AS id, value ->> 1 AS body FROM json_each(?)) AS v
+             WHERE outbound.id = v.id AND outbound.state = 'pending'",
+        )
+        .bind(rows)
+        .execute(&mut *conn)
+        .await?;
+        Ok(vec![(); replacements.len()])
+    })
 }
 
 /// Kapso confirmed these rows: never send them again. One statement for the lot.

@@ -35,7 +35,7 @@ pub fn decide(
     config: &JobsConfig,
     rng: &mut impl Rng,
 ) -> Decision {
-    if matches!(failure, Failure::Fatal(_)) || attempts >= max_attempts {
+    if matches!(failure, Failure::Fatal(_) | Failure::WindowClosed(_)) || attempts >= max_attempts {
         return Decision::Dead;
     }
     let delay = match failure {

@@ -122,6 +122,11 @@ pub struct Route {
     pub continue_matching: bool,
     pub buffer: BufferConfig,
     pub max_attempts: u32,
+    /// The handler reads the conversation's 24-hour window (it has an `outside_window`
+    /// template, or a text may name `window.*`).
+    pub needs_window: bool,
+    /// `jobs.template_loop_guard_ms`.
+    pub template_loop_guard_ms: u64,
     on: Vec<EventPattern>,
     webhooks: Vec<String>,
     phone_number_ids: Vec<String>,
@@ -141,6 +146,10 @@ impl Route {
             continue_matching: config.continue_matching,
             buffer: config.buffer.apply(defaults.buffer),
             max_attempts: config.max_attempts.unwrap_or(defaults.jobs.max_attempts),
+            // Conservative: any mention of `window.` in the handler's texts reads the window.
+            needs_window: config.handler.outside_window().is_some()
+                || format!("{:?}", config.handler).contains("window."),
+            template_loop_guard_ms: defaults.jobs.template_loop_guard_ms,
             on: config.on.iter().map(|p| EventPattern::parse(p)).collect(),
             webhooks: config.when.webhook.clone(),
             phone_number_ids: config.when.phone_number_id.clone(),

@@ -24,3 +24,4 @@ mod storage;
 mod sync;
 mod test_app;
 mod user_service;
+mod window;

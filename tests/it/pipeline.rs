@@ -15,7 +15,7 @@ const RECEIVED: &str = "whatsapp.message.received";
 const API_KEY: &str = "test-api-key";
 const WAIT: Duration = Duration::from_secs(15);
 
-async fn sim() -> SimulatedKapso {
+pub(crate) async fn sim() -> SimulatedKapso {
     SimulatedKapso::start(SimConfig {
         api_key: API_KEY.to_owned(),
         ..SimConfig::default()
@@ -25,7 +25,7 @@ async fn sim() -> SimulatedKapso {
 }
 
 /// Kapso pointed at the simulator, fast retries, buffering off unless a route turns it on.
-fn pipeline_config(sim: &SimulatedKapso, routes: &str) -> String {
+pub(crate) fn pipeline_config(sim: &SimulatedKapso, routes: &str) -> String {
     pipeline_config_with_lease(sim, 10_000, routes)
 }
 
@@ -129,7 +129,7 @@ async fn settled(app: &TestApp, time: &ManualTime) {
 }
 
 /// Waits (without sleeping blindly) until every job has reached `done` or `dead`.
-async fn settled_jobs(
+pub(crate) async fn settled_jobs(
     app: &TestApp,
     expected: usize,
 ) -> Vec<(String, String, i64, Option<String>, String)> {
