@@ -30,13 +30,14 @@ fn remote_of(wanted: &DesiredWebhook, id: &str, created_at: &str) -> RemoteWebho
     RemoteWebhook {
         id: id.to_owned(),
         url: wanted.url.clone(),
-        kind: wanted.kind,
+        kind: Some(wanted.kind),
         events: wanted.events.clone(),
         active: wanted.active,
         created_at: created_at.to_owned(),
         updated_at: created_at.to_owned(),
-        project_id: "p".to_owned(),
+        project_id: Some("p".to_owned()),
         phone_number_id: wanted.phone_number_id.clone(),
+        whatsapp_config_id: None,
         secret_key: Some(wanted.secret.clone()),
         headers: Some(BTreeMap::new()),
         buffer_enabled: Some(false),
@@ -253,7 +254,7 @@ fn unmanaged_is_left_alone_unless_pruning_and_foreign_never_touched() {
 fn kind_conflict_is_reported_or_replaced_when_pruning() {
     let wanted = desired("support");
     let mut meta = remote_of(&wanted, "m", "2026-01-01T00:00:00Z");
-    meta.kind = WebhookKind::Meta;
+    meta.kind = Some(WebhookKind::Meta);
     let kept = plan(
         std::slice::from_ref(&wanted),
         std::slice::from_ref(&meta),
