@@ -399,6 +399,36 @@ mod tests {
     }
 
     #[test]
+    fn a_webhook_read_without_kind_or_number_id_takes_the_documented_defaults() {
+        let hook: RemoteWebhook = serde_json::from_value(json!({
+            "id": "9e8d7c6b-5a4f-3e2d-1c0b-9a8f7e6d5c4b", "url": "https://x", "active": true,
+            "events": ["whatsapp.message.received"], "kind": null,
+            "whatsapp_config_id": "4a5b6c7d-8e9f-0a1b-2c3d-4e5f6a7b8c9d",
+            "some_future_key": {"nested": 1}
+        }))
+        .unwrap();
+        assert_eq!(hook.kind, None);
+        assert_eq!(hook.kind(), WebhookKind::Kapso);
+        assert_eq!(
+            hook.scope(),
+            RemoteScope::Config("4a5b6c7d-8e9f-0a1b-2c3d-4e5f6a7b8c9d")
+        );
+        assert_eq!(hook.created_at, "");
+        assert_eq!(hook.project_id, None);
+    }
+
+    #[test]
+    fn an_unreadable_element_keeps_its_id_and_url_but_no_value() {
+        let element = json!({"id": "w1", "url": "https://x", "active": "whsec_oops"});
+        let error = serde_json::from_value::<RemoteWebhook>(element.clone()).unwrap_err();
+        let odd = UndecodableWebhook::of(&element, &error);
+        assert_eq!(odd.id.as_deref(), Some("w1"));
+        assert_eq!(odd.url.as_deref(), Some("https://x"));
+        assert!(!odd.error.contains("whsec_oops"), "{}", odd.error);
+        assert!(odd.error.contains("expected a boolean"), "{}", odd.error);
+    }
+
+    #[test]
     fn messaging_limit_is_int_or_string() {
         let limit = |v: Value| serde_json::from_value::<MessagingLimit>(v).unwrap();
         assert_eq!(limit(json!(1000)), MessagingLimit::Number(1000));

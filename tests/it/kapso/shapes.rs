@@ -238,7 +238,7 @@ async fn every_documented_webhook_example_is_read_by_the_client() {
             .unwrap_or_else(|e| panic!("{source}: list not read: {e}"));
 
         assert_eq!(created, updated, "{source}");
-        assert_eq!(listed, [created.clone()], "{source}");
+        assert_eq!(listed, std::slice::from_ref(&created), "{source}");
         assert_eq!(created.id, object["id"], "{source}");
         assert_eq!(created.url, object["url"], "{source}");
         assert_eq!(created.active, object["active"], "{source}");
