@@ -10,6 +10,13 @@ use super::{actions, changing, config, create, hook_at, run, PUBLIC_URL, SUPPORT
 use crate::payloads::PHONE_NUMBER_ID;
 
 const LIFECYCLE_URL: &str = "http://127.0.0.1:9/sb/webhooks/lifecycle";
+const RAW_URL: &str = "http://127.0.0.1:9/sb/webhooks/raw";
+
+/// [`WEBHOOKS`] plus a `meta` entry: shapes without `kind` must not make it look like a
+/// `kapso` webhook to replace.
+fn webhooks() -> String {
+    format!("{WEBHOOKS}\n[[webhooks]]\nname = \"raw\"\nkind = \"meta\"\nphone_number_id = \"{PHONE_NUMBER_ID}\"\nsecrets = [\"whsec_raw\"]\n")
+}
 
 async fn sim_in(shape: WebhookShape) -> SimulatedKapso {
     SimulatedKapso::start(SimConfig {
@@ -25,13 +32,15 @@ async fn every_shape_plans_right_never_duplicates_and_reactivates() {
     for shape in WebhookShape::ALL {
         let sim = sim_in(shape).await;
 
-        let planned = run(&config(&sim, WEBHOOKS), true, false).await;
+        let webhooks = webhooks();
+        let planned = run(&config(&sim, &webhooks), true, false).await;
 
         assert_eq!(
             actions(&planned),
             [
                 (Some("support"), &Action::Created),
-                (Some("lifecycle"), &Action::Created)
+                (Some("lifecycle"), &Action::Created),
+                (Some("raw"), &Action::Created)
             ],
             "{shape:?}"
         );
@@ -40,10 +49,11 @@ async fn every_shape_plans_right_never_duplicates_and_reactivates() {
             "{shape:?}: the dry run sent nothing"
         );
 
-        let first = run(&config(&sim, WEBHOOKS), false, false).await;
-        let again = run(&config(&sim, WEBHOOKS), false, false).await;
-        // A restart: a new config and client, as `serve` builds them on every start.
-        let restarted = run(&config(&sim, WEBHOOKS), false, false).await;
+        let first = run(&config(&sim, &webhooks), false, false).await;
+        let again = run(&config(&sim, &webhooks), false, false).await;
+        // A restart: a new config and client, as `serve` builds them on every start; pruning
+        // on, which would replace a webhook whose kind differs.
+        let restarted = run(&config(&sim, &webhooks), false, true).await;
 
         assert_eq!(actions(&first), actions(&planned), "{shape:?}");
         for report in [&again, &restarted] {
@@ -56,18 +66,19 @@ async fn every_shape_plans_right_never_duplicates_and_reactivates() {
         let posts = changing(&sim);
         assert_eq!(
             posts.len(),
-            2,
+            3,
             "{shape:?}: only the first sync created: {posts:#?}"
         );
         let hooks = sim.webhooks();
-        assert_eq!(hook_at(&hooks, SUPPORT_URL).len(), 1, "{shape:?}");
-        assert_eq!(hook_at(&hooks, LIFECYCLE_URL).len(), 1, "{shape:?}");
+        for url in [SUPPORT_URL, LIFECYCLE_URL, RAW_URL] {
+            assert_eq!(hook_at(&hooks, url).len(), 1, "{shape:?} {url}");
+        }
 
-        for (index, url) in [(0, SUPPORT_URL), (1, LIFECYCLE_URL)] {
+        for (index, url) in [(0, SUPPORT_URL), (1, LIFECYCLE_URL), (2, RAW_URL)] {
             let id = first.entries[index].webhook_id.clone().unwrap();
             assert!(sim.set_webhook_active(&id, false), "{shape:?}");
 
-            let resumed = run(&config(&sim, WEBHOOKS), false, false).await;
+            let resumed = run(&config(&sim, &webhooks), false, false).await;
 
             assert_eq!(
                 resumed.entries[index].action,
@@ -83,9 +94,9 @@ async fn every_shape_plans_right_never_duplicates_and_reactivates() {
                 "{shape:?}"
             );
         }
-        let settled = run(&config(&sim, WEBHOOKS), false, false).await;
+        let settled = run(&config(&sim, &webhooks), false, true).await;
         assert!(!settled.changed(), "{shape:?}: {settled:#?}");
-        assert_eq!(sim.webhooks().len(), 2, "{shape:?}");
+        assert_eq!(sim.webhooks().len(), 3, "{shape:?}");
         assert!(
             changing(&sim).iter().all(|r| r.method != "DELETE"),
             "{shape:?}"
