@@ -454,3 +454,127 @@ async fn an_unreadable_element_at_another_url_does_not_block_the_create() {
         )]
     );
 }
+
+/// `(METHOD, PATH, example name, body)` of every request example of the webhook endpoints in
+/// the OpenAPI excerpt, creates first.
+fn request_examples(spec: &Value) -> Vec<(String, String, String, Value)> {
+    let mut all = Vec::new();
+    let paths = spec["paths"].as_object().unwrap();
+    for (path, operations) in paths.iter().filter(|(p, _)| p.contains("webhooks")) {
+        for (method, operation) in operations.as_object().unwrap() {
+            let examples = operation
+                .pointer("/requestBody/content/application~1json/examples")
+                .and_then(Value::as_object);
+            for (name, example) in examples.into_iter().flatten() {
+                all.push((
+                    method.to_uppercase(),
+                    path.clone(),
+                    name.clone(),
+                    example["value"].clone(),
+                ));
+            }
+        }
+    }
+    all.sort_by_key(|(method, ..)| method != "POST");
+    all
+}
+
+/// The request bodies Kapso documents, sent as they are to the simulated Kapso (which must
+/// accept them), answer in a shape the client reads; and a sync whose entry is the webhook
+/// the examples create adopts one of them and never creates another.
+#[tokio::test]
+async fn the_documented_request_examples_are_accepted_and_sync_adopts_what_they_made() {
+    use switchboard::kapso_sim::{SimConfig, SimPhoneNumber, SimulatedKapso};
+
+    let sim = SimulatedKapso::start(SimConfig {
+        phone_numbers: vec![SimPhoneNumber::new(EXAMPLE_NUMBER, "+1 555-123-4567")],
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let http = reqwest::Client::new();
+    // The test endpoint makes the sim deliver to the webhook's URL: only ever to loopback.
+    let test_target = KapsoClient::new(&sim.kapso_config())
+        .unwrap()
+        .create_webhook(
+            Some(EXAMPLE_NUMBER),
+            &WebhookRequest::kapso(
+                "http://127.0.0.1:9/test-target",
+                Secret::new("whsec_test_target"),
+                vec!["whatsapp.message.received".to_owned()],
+            ),
+        )
+        .await
+        .unwrap();
+    let mut kapso_hook: Option<String> = None;
+    let examples = request_examples(&openapi());
+    assert!(examples.len() >= 10, "{examples:#?}");
+    for (method, path, name, body) in &examples {
+        let id = if path.ends_with("/test") {
+            test_target.id.clone()
+        } else {
+            kapso_hook.clone().unwrap_or_default()
+        };
+        let path = path
+            .replace("{phone_number_id}", EXAMPLE_NUMBER)
+            .replace("{webhook_id}", &id);
+        let url = format!("{}/platform/v1{path}", sim.base_url());
+        let request = match method.as_str() {
+            "POST" => http.post(&url),
+            "PATCH" => http.patch(&url),
+            other => panic!("no request example expected for {other}"),
+        };
+        let response = request
+            .header("X-API-Key", sim.api_key())
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let answer: Value = response.json().await.unwrap();
+        assert!(
+            status.is_success(),
+            "{method} {path} `{name}`: {status} {answer}"
+        );
+        if path.ends_with("/test") {
+            continue;
+        }
+        let hook: switchboard::kapso::RemoteWebhook =
+            serde_json::from_value(answer["data"].clone())
+                .unwrap_or_else(|e| panic!("{method} {path} `{name}`: {e}: {answer}"));
+        if hook.kind() == WebhookKind::Kapso && kapso_hook.is_none() {
+            kapso_hook = Some(hook.id);
+        }
+    }
+    let at_example_url = |sim: &SimulatedKapso| {
+        sim.webhooks()
+            .into_iter()
+            .filter(|h| h["url"] == EXAMPLE_URL && h["phone_number_id"] == EXAMPLE_NUMBER)
+            .count()
+    };
+    assert!(at_example_url(&sim) > 1, "the examples made duplicates");
+    let before = sim.requests().len();
+    let text = format!(
+        "[server]\npublic_url = \"https://api.acme.com\"\n[kapso]\nbase_url = \"{}\"\napi_key = \"{}\"\nmax_retries = 0\n[[webhooks]]\nname = \"whatsapp\"\nphone_number_id = \"{EXAMPLE_NUMBER}\"\nsecrets = [\"wh_sec_3kfj9dmfkg8s2\"]\nevents = [\"whatsapp.message.received\", \"whatsapp.message.sent\"]\n",
+        sim.base_url(),
+        sim.api_key()
+    );
+    let config = Config::parse("examples.toml", &text, |_| None).unwrap();
+    let client = KapsoClient::new(&config.kapso).unwrap();
+
+    let report = sync_webhooks(&config, &client, &SyncOptions::default())
+        .await
+        .unwrap();
+
+    let posts: Vec<_> = sim.requests()[before..]
+        .iter()
+        .filter(|r| r.method == "POST")
+        .cloned()
+        .collect();
+    assert!(posts.is_empty(), "sync created: {posts:#?}");
+    assert_eq!(at_example_url(&sim), 1, "{report:#?}");
+    let again = sync_webhooks(&config, &client, &SyncOptions::default())
+        .await
+        .unwrap();
+    assert!(!again.changed(), "{again:#?}");
+}
