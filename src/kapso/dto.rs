@@ -128,17 +128,22 @@ impl UndecodableWebhook {
 fn without_quoted_values(message: &str) -> String {
     let mut out = String::with_capacity(message.len());
     let mut quoted = false;
-    for c in message.chars() {
-        if c == '"' {
-            if !quoted {
+    let mut chars = message.chars();
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', false) => {
                 out.push_str("\"…");
+                quoted = true;
             }
-            quoted = !quoted;
-            if !quoted {
+            ('"', true) => {
                 out.push('"');
+                quoted = false;
             }
-        } else if !quoted {
-            out.push(c);
+            ('\\', true) => {
+                chars.next();
+            }
+            (_, true) => {}
+            (c, false) => out.push(c),
         }
     }
     out
@@ -426,6 +431,10 @@ mod tests {
         assert_eq!(odd.url.as_deref(), Some("https://x"));
         assert!(!odd.error.contains("whsec_oops"), "{}", odd.error);
         assert!(odd.error.contains("expected a boolean"), "{}", odd.error);
+        assert_eq!(
+            without_quoted_values(r#"invalid type: string "a \"q\" b", expected `x`"#),
+            r#"invalid type: string "…", expected `x`"#
+        );
     }
 
     #[test]

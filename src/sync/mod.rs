@@ -229,7 +229,8 @@ pub async fn remote_webhooks(
 
 /// Gives each webhook scoped by `whatsapp_config_id` alone the `phone_number_id` of the phone
 /// number with that `internal_id` (Kapso's configuration id). One left unresolved (no such
-/// number in the project) keeps `phone_number_id: None` and is never matched to an entry.
+/// number in the project, or a phone-number list that cannot be decoded) keeps
+/// `phone_number_id: None` and is never matched to an entry.
 async fn resolve_config_ids(
     kapso: &KapsoClient,
     webhooks: &mut [RemoteWebhook],
@@ -240,14 +241,22 @@ async fn resolve_config_ids(
     {
         return Ok(());
     }
-    let numbers = kapso
-        .list_phone_numbers()
-        .await
-        .map_err(|error| SyncError::Kapso {
-            action: "listing the project's phone numbers (to read webhooks scoped by whatsapp_config_id)"
-                .to_owned(),
-            error,
-        })?;
+    let numbers = match kapso.list_phone_numbers().await {
+        Ok(numbers) => numbers,
+        // Unresolved scopes are safe (nothing is created beside them); an odd phone-number
+        // object must not stop the sync.
+        Err(KapsoError::Decode { message }) => {
+            tracing::warn!(error = %message, "webhook sync: the phone-number list could not be read; webhooks scoped by whatsapp_config_id stay unresolved");
+            Vec::new()
+        }
+        Err(error) => {
+            return Err(SyncError::Kapso {
+                action: "listing the project's phone numbers (to read webhooks scoped by whatsapp_config_id)"
+                    .to_owned(),
+                error,
+            })
+        }
+    };
     let by_config: HashMap<&str, &str> = numbers
         .iter()
         .flat_map(|n| {
