@@ -75,7 +75,16 @@ pub async fn webhooks(config: &Config, command: WebhooksCommand) -> anyhow::Resu
 
 async fn list(config: &Config, kapso: &KapsoClient, json: bool) -> anyhow::Result<()> {
     let remote = sync::remote_webhooks(config, kapso).await?;
+    for odd in &remote.undecodable {
+        eprintln!(
+            "warning: Kapso listed a webhook switchboard cannot read: {} at {}: {}",
+            odd.id.as_deref().unwrap_or("(no id)"),
+            odd.url.as_deref().unwrap_or("(no url)"),
+            odd.error
+        );
+    }
     let rows: Vec<(RemoteWebhook, Ownership)> = remote
+        .webhooks
         .into_iter()
         .map(|hook| {
             let owner = sync::ownership(config, &hook);
@@ -93,7 +102,7 @@ async fn list(config: &Config, kapso: &KapsoClient, json: bool) -> anyhow::Resul
             vec![
                 hook.id.clone(),
                 scope(hook.phone_number_id.as_deref()),
-                kind_name(hook.kind).to_owned(),
+                kind_name(hook.kind()).to_owned(),
                 if hook.active { "yes" } else { "PAUSED" }.to_owned(),
                 hook.events.len().to_string(),
                 hook.url.clone(),
@@ -135,7 +144,7 @@ fn listed_json(hook: &RemoteWebhook, owner: &Ownership) -> Value {
         "id": hook.id,
         "url": hook.url,
         "phone_number_id": hook.phone_number_id,
-        "kind": hook.kind,
+        "kind": hook.kind(),
         "active": hook.active,
         "events": hook.events,
         "payload_version": hook.payload_version,
@@ -170,11 +179,11 @@ async fn test(
         .webhook_url(name)
         .ok_or(SyncError::NoPublicUrl)?;
     let remote = sync::remote_webhooks(config, kapso).await?;
-    let Some(hook) = sync::managed_webhook(config, &remote, name) else {
+    let Some(hook) = sync::managed_webhook(config, &remote.webhooks, name) else {
         bail!("Kapso has no webhook for `{name}` ({url}); run `switchboard webhooks sync` first");
     };
     if let Some(event) = &event {
-        if hook.kind == WebhookKind::Kapso && !hook.events.contains(event) {
+        if hook.kind() == WebhookKind::Kapso && !hook.events.contains(event) {
             bail!(
                 "webhook `{name}` on Kapso does not subscribe to `{event}` (Kapso would refuse the test); it subscribes to: {}",
                 hook.events.join(", ")

@@ -9,9 +9,11 @@ use serde_json::Value;
 use crate::secret::Secret;
 
 /// `kind` of a webhook: Kapso's own payloads or raw Meta forwarding.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum WebhookKind {
+    /// The OpenAPI's `default` for `kind`.
+    #[default]
     Kapso,
     Meta,
     /// A kind this build does not know; only ever read, never sent.
@@ -20,19 +22,38 @@ pub enum WebhookKind {
 }
 
 /// `WhatsappWebhook`: a webhook as Kapso stores it (always under `data`).
+///
+/// Decoded tolerantly, because Kapso's documented shapes differ (docs/ARCHITECTURE.md, "Webhook
+/// shapes"): only `id`, `url` and `active` must be present; `kind` may be missing (the
+/// OpenAPI's default `kapso` applies, see [`RemoteWebhook::kind`]); the number scope may come
+/// as `whatsapp_config_id` (Kapso's configuration uuid, the phone number's `internal_id`)
+/// instead of `phone_number_id`; unknown keys are ignored.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct RemoteWebhook {
     pub id: String,
     pub url: String,
-    pub kind: WebhookKind,
+    /// `None` when Kapso did not say (the rendered examples omit it).
+    #[serde(default)]
+    pub kind: Option<WebhookKind>,
     #[serde(default, deserialize_with = "null_as_default")]
     pub events: Vec<String>,
     pub active: bool,
+    /// Empty when missing.
+    #[serde(default, deserialize_with = "null_as_default")]
     pub created_at: String,
+    /// Empty when missing.
+    #[serde(default, deserialize_with = "null_as_default")]
     pub updated_at: String,
-    pub project_id: String,
+    #[serde(default)]
+    pub project_id: Option<String>,
+    /// Meta's phone number id; `None` for a project-scoped webhook, or when the scope came as
+    /// `whatsapp_config_id` and is not resolved yet (sync resolves it, see `crate::sync`).
     #[serde(default)]
     pub phone_number_id: Option<String>,
+    /// Older rendering of the scope: Kapso's configuration id (uuid) of the phone number, which
+    /// is that number's `internal_id` in the phone-number list.
+    #[serde(default)]
+    pub whatsapp_config_id: Option<String>,
     /// Returned in clear by Kapso; kept redacted in `Debug`.
     #[serde(default)]
     pub secret_key: Option<Secret>,
@@ -50,6 +71,89 @@ pub struct RemoteWebhook {
     pub inactivity_minutes: Option<u32>,
     #[serde(default)]
     pub payload_version: Option<String>,
+}
+
+impl RemoteWebhook {
+    /// The webhook's kind, `kapso` when Kapso did not state one (the OpenAPI's `default`).
+    pub fn kind(&self) -> WebhookKind {
+        self.kind.unwrap_or_default()
+    }
+
+    /// Whose events it receives, as far as the object itself tells.
+    pub fn scope(&self) -> RemoteScope<'_> {
+        match (&self.phone_number_id, &self.whatsapp_config_id) {
+            (Some(number), _) => RemoteScope::Number(number),
+            (None, Some(config)) => RemoteScope::Config(config),
+            (None, None) => RemoteScope::Project,
+        }
+    }
+}
+
+/// The scope a [`RemoteWebhook`] states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RemoteScope<'a> {
+    /// One phone number (Meta's phone number id).
+    Number(&'a str),
+    /// One phone number, named by Kapso's configuration id; not yet mapped to a phone number id.
+    Config(&'a str),
+    /// The whole project (no number).
+    Project,
+}
+
+/// A list element that is not a webhook this build can read. Sync reports it and never
+/// creates a webhook it might be (see `crate::sync::plan`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UndecodableWebhook {
+    /// `id`, when the element has a string one.
+    pub id: Option<String>,
+    /// `url`, when the element has a string one.
+    pub url: Option<String>,
+    /// Why it could not be read.
+    pub error: String,
+}
+
+impl UndecodableWebhook {
+    pub(crate) fn of(element: &Value, error: &serde_json::Error) -> Self {
+        let text = |key: &str| element.get(key).and_then(Value::as_str).map(str::to_owned);
+        UndecodableWebhook {
+            id: text("id"),
+            url: text("url"),
+            error: without_quoted_values(&error.to_string()),
+        }
+    }
+}
+
+/// serde's message with every double-quoted value replaced by `"…"`: a misplaced secret must
+/// not reach a log line. Field names (in backticks) stay.
+fn without_quoted_values(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut quoted = false;
+    let mut chars = message.chars();
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', false) => {
+                out.push_str("\"…");
+                quoted = true;
+            }
+            ('"', true) => {
+                out.push('"');
+                quoted = false;
+            }
+            ('\\', true) => {
+                chars.next();
+            }
+            (_, true) => {}
+            (c, false) => out.push(c),
+        }
+    }
+    out
+}
+
+/// A webhook list read to the end: what could be decoded, and what could not.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WebhookList {
+    pub webhooks: Vec<RemoteWebhook>,
+    pub undecodable: Vec<UndecodableWebhook>,
 }
 
 /// Body of a webhook create (`WhatsappWebhookRequest` / `WhatsappProjectWebhookRequest`); the
@@ -297,6 +401,40 @@ mod tests {
             Some("wh_sec_3k")
         );
         assert!(!format!("{hook:?}").contains("wh_sec_3k"));
+    }
+
+    #[test]
+    fn a_webhook_read_without_kind_or_number_id_takes_the_documented_defaults() {
+        let hook: RemoteWebhook = serde_json::from_value(json!({
+            "id": "9e8d7c6b-5a4f-3e2d-1c0b-9a8f7e6d5c4b", "url": "https://x", "active": true,
+            "events": ["whatsapp.message.received"], "kind": null,
+            "whatsapp_config_id": "4a5b6c7d-8e9f-0a1b-2c3d-4e5f6a7b8c9d",
+            "some_future_key": {"nested": 1}
+        }))
+        .unwrap();
+        assert_eq!(hook.kind, None);
+        assert_eq!(hook.kind(), WebhookKind::Kapso);
+        assert_eq!(
+            hook.scope(),
+            RemoteScope::Config("4a5b6c7d-8e9f-0a1b-2c3d-4e5f6a7b8c9d")
+        );
+        assert_eq!(hook.created_at, "");
+        assert_eq!(hook.project_id, None);
+    }
+
+    #[test]
+    fn an_unreadable_element_keeps_its_id_and_url_but_no_value() {
+        let element = json!({"id": "w1", "url": "https://x", "active": "whsec_oops"});
+        let error = serde_json::from_value::<RemoteWebhook>(element.clone()).unwrap_err();
+        let odd = UndecodableWebhook::of(&element, &error);
+        assert_eq!(odd.id.as_deref(), Some("w1"));
+        assert_eq!(odd.url.as_deref(), Some("https://x"));
+        assert!(!odd.error.contains("whsec_oops"), "{}", odd.error);
+        assert!(odd.error.contains("expected a boolean"), "{}", odd.error);
+        assert_eq!(
+            without_quoted_values(r#"invalid type: string "a \"q\" b", expected `x`"#),
+            r#"invalid type: string "…", expected `x`"#
+        );
     }
 
     #[test]

@@ -10,8 +10,8 @@ pub mod retry;
 
 pub use client::KapsoClient;
 pub use dto::{
-    MessagingLimit, PageMeta, PhoneNumber, RemoteWebhook, SendResponse, WebhookFilter, WebhookKind,
-    WebhookPatch, WebhookRequest,
+    MessagingLimit, PageMeta, PhoneNumber, RemoteScope, RemoteWebhook, SendResponse,
+    UndecodableWebhook, WebhookFilter, WebhookKind, WebhookList, WebhookPatch, WebhookRequest,
 };
 pub use error::{GraphError, KapsoError};
 pub use retry::{ErrorCategory, RetryHint, RetryPolicy};

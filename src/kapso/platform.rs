@@ -8,8 +8,8 @@ use serde_json::{json, Map, Value};
 
 use super::client::{encode_error, join, KapsoClient, MAX_PAGES};
 use super::dto::{
-    DataEnvelope, ListEnvelope, PhoneNumber, RemoteWebhook, WebhookFilter, WebhookKind,
-    WebhookPatch, WebhookRequest,
+    DataEnvelope, ListEnvelope, PhoneNumber, RemoteWebhook, UndecodableWebhook, WebhookFilter,
+    WebhookKind, WebhookList, WebhookPatch, WebhookRequest,
 };
 use super::error::KapsoError;
 
@@ -20,10 +20,31 @@ impl KapsoClient {
             .await
     }
 
-    /// All webhooks of the project, project- and number-scoped (every page).
+    /// All webhooks of the project, project- and number-scoped (every page). Fails if any
+    /// element cannot be read; [`KapsoClient::read_project_webhooks`] keeps the others.
     pub async fn list_project_webhooks(&self) -> Result<Vec<RemoteWebhook>, KapsoError> {
-        self.list_all("list_project_webhooks", &["whatsapp", "webhooks"], &[])
-            .await
+        complete("list_project_webhooks", self.read_project_webhooks().await?)
+    }
+
+    /// All webhooks of the project (every page), with the elements that could not be decoded
+    /// set apart instead of failing the whole list.
+    pub async fn read_project_webhooks(&self) -> Result<WebhookList, KapsoError> {
+        let elements = self
+            .list_pages("list_project_webhooks", &["whatsapp", "webhooks"], &[])
+            .await?;
+        Ok(decode_webhooks(elements))
+    }
+
+    /// All webhooks of one phone number (every page), undecodable elements set apart.
+    pub async fn read_number_webhooks(
+        &self,
+        phone_number_id: &str,
+    ) -> Result<WebhookList, KapsoError> {
+        let segments = ["whatsapp", "phone_numbers", phone_number_id, "webhooks"];
+        let elements = self
+            .list_pages("list_number_webhooks", &segments, &[])
+            .await?;
+        Ok(decode_webhooks(elements))
     }
 
     /// All webhooks of one phone number (every page).
@@ -57,8 +78,10 @@ impl KapsoClient {
             query.push(("active", active.to_string()));
         }
         let segments = ["whatsapp", "phone_numbers", phone_number_id, "webhooks"];
-        self.list_all("list_number_webhooks", &segments, &query)
-            .await
+        let elements = self
+            .list_pages("list_number_webhooks", &segments, &query)
+            .await?;
+        complete("list_number_webhooks", decode_webhooks(elements))
     }
 
     /// Creates a webhook: number-scoped route when `phone_number_id` is given (message and
@@ -160,6 +183,24 @@ impl KapsoClient {
         segments: &[&str],
         query: &[(&str, String)],
     ) -> Result<Vec<T>, KapsoError> {
+        let elements = self.list_pages(op, segments, query).await?;
+        elements
+            .into_iter()
+            .map(|element| {
+                serde_json::from_value(element).map_err(|e| KapsoError::Decode {
+                    message: format!("{op}: unexpected list element: {e}"),
+                })
+            })
+            .collect()
+    }
+
+    /// The raw `data` elements of every page of a page-number list.
+    async fn list_pages(
+        &self,
+        op: &'static str,
+        segments: &[&str],
+        query: &[(&str, String)],
+    ) -> Result<Vec<Value>, KapsoError> {
         let mut all = Vec::new();
         for page in 1..=MAX_PAGES {
             let mut url = join(&self.inner.platform_base, segments)?;
@@ -167,7 +208,7 @@ impl KapsoClient {
                 .extend_pairs(query.iter().map(|(k, v)| (*k, v.as_str())))
                 .append_pair("page", &page.to_string())
                 .append_pair("per_page", &self.inner.page_size.to_string());
-            let list: ListEnvelope<T> =
+            let list: ListEnvelope<Value> =
                 self.call_json(op, Method::GET, url, None::<&Value>).await?;
             let received = list.data.len();
             all.extend(list.data);
@@ -183,4 +224,39 @@ impl KapsoClient {
             message: format!("{op}: the list did not end after {MAX_PAGES} pages"),
         })
     }
+}
+
+/// Decodes each element on its own, so one odd element does not hide the others.
+fn decode_webhooks(elements: Vec<Value>) -> WebhookList {
+    let mut list = WebhookList::default();
+    for element in elements {
+        match serde_json::from_value::<RemoteWebhook>(element.clone()) {
+            Ok(hook) => list.webhooks.push(hook),
+            Err(error) => list
+                .undecodable
+                .push(UndecodableWebhook::of(&element, &error)),
+        }
+    }
+    list
+}
+
+/// The webhooks of `list`, or a decode error naming the elements that could not be read.
+fn complete(op: &str, list: WebhookList) -> Result<Vec<RemoteWebhook>, KapsoError> {
+    if list.undecodable.is_empty() {
+        return Ok(list.webhooks);
+    }
+    let which: Vec<String> = list
+        .undecodable
+        .iter()
+        .map(|u| {
+            format!(
+                "webhook {}: {}",
+                u.id.as_deref().unwrap_or("(no id)"),
+                u.error
+            )
+        })
+        .collect();
+    Err(KapsoError::Decode {
+        message: format!("{op}: unexpected list element ({})", which.join("; ")),
+    })
 }

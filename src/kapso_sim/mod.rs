@@ -10,6 +10,7 @@ mod paging;
 mod platform;
 mod proxy;
 pub mod samples;
+mod shapes;
 mod state;
 mod webhooks;
 
@@ -29,6 +30,7 @@ pub use deliver::{
 };
 
 pub use proxy::ScriptedResponse;
+pub use shapes::WebhookShape;
 
 use crate::config::KapsoConfig;
 use crate::secret::Secret;
@@ -70,6 +72,8 @@ pub struct SimConfig {
     pub status_webhooks: bool,
     /// Retry delays and timeout of the sim's own deliveries (test endpoint, status webhooks).
     pub delivery: DeliveryOptions,
+    /// Which documented shape webhook objects have in the Platform API's answers.
+    pub webhook_shape: WebhookShape,
 }
 
 impl Default for SimConfig {
@@ -82,6 +86,7 @@ impl Default for SimConfig {
             project_events_enabled: false,
             status_webhooks: false,
             delivery: DeliveryOptions::default(),
+            webhook_shape: WebhookShape::default(),
         }
     }
 }

@@ -86,7 +86,7 @@ fn newest_first(
     let mut out = Vec::new();
     for hook in hooks {
         if keep(&hook)? {
-            out.push(Value::Object(hook.json));
+            out.push(state.show_webhook(&hook.json));
         }
     }
     Ok(out)
@@ -187,7 +187,8 @@ fn create(state: &SimState, route_phone: Option<&str>, body: &Bytes) -> Response
             seq,
             json: record.clone(),
         });
-        (StatusCode::CREATED, Json(json!({ "data": record }))).into_response()
+        let shown = state.show_webhook(&record);
+        (StatusCode::CREATED, Json(json!({ "data": shown }))).into_response()
     })
 }
 
@@ -213,7 +214,7 @@ async fn get_number(State(state): Sim, Path((phone, id)): Path<(String, String)>
 
 fn show(state: &SimState, phone: Option<&str>, id: &str) -> Response {
     match find(state, phone, id) {
-        Ok(hook) => Json(json!({ "data": hook.json })).into_response(),
+        Ok(hook) => Json(json!({ "data": state.show_webhook(&hook.json) })).into_response(),
         Err(rejection) => reject(rejection),
     }
 }
@@ -251,7 +252,7 @@ fn update(state: &SimState, phone: Option<&str>, id: &str, body: &Bytes) -> Resp
         match r.webhooks.iter_mut().find(|h| h.str("id") == Some(id)) {
             Some(stored) => {
                 stored.json = merged.clone();
-                Json(json!({ "data": merged })).into_response()
+                Json(json!({ "data": state.show_webhook(&merged) })).into_response()
             }
             None => error(404, "Webhook not found"),
         }

@@ -178,6 +178,13 @@ impl SimState {
         self.changed.subscribe()
     }
 
+    /// A stored webhook as the configured [`super::WebhookShape`] shows it.
+    pub fn show_webhook(&self, stored: &Map<String, Value>) -> Value {
+        self.config
+            .webhook_shape
+            .render(stored, &self.phone_numbers)
+    }
+
     pub fn phone_number(&self, phone_number_id: &str) -> Option<&Value> {
         self.phone_numbers
             .iter()

@@ -95,6 +95,7 @@ pub async fn apply(
         dry_run,
         entries,
         foreign: plan.foreign,
+        undecodable: Vec::new(),
     })
 }
 

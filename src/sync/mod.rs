@@ -13,10 +13,12 @@ pub mod plan;
 pub mod report;
 pub mod startup;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use crate::config::{Config, WebhookConfig, WebhookKindConfig};
-use crate::kapso::{KapsoClient, KapsoError, RemoteWebhook, WebhookKind};
+use crate::kapso::{
+    KapsoClient, KapsoError, RemoteScope, RemoteWebhook, UndecodableWebhook, WebhookKind,
+};
 use plan::{BufferSettings, DesiredWebhook};
 
 pub use report::{Action, DeleteReason, ReportEntry, SkipReason, SyncReport};
@@ -76,9 +78,21 @@ pub async fn sync_webhooks(
         .ok_or(SyncError::NoPublicUrl)?;
     let desired = desired_webhooks(config)?;
     let remote = remote_webhooks(config, kapso).await?;
+    for odd in &remote.undecodable {
+        tracing::warn!(webhook.id = odd.id.as_deref(), webhook.url = odd.url.as_deref(), error = %odd.error,
+            "webhook sync: Kapso listed a webhook this build cannot read; no webhook it might be is created");
+    }
     let prune = options.prune || config.sync.prune;
-    let plan = plan::plan(&desired, &remote, &prefix, prune);
-    apply::apply(plan, kapso, options.dry_run).await
+    let plan = plan::plan_with(
+        &desired,
+        &remote.webhooks,
+        &remote.undecodable,
+        &prefix,
+        prune,
+    );
+    let mut report = apply::apply(plan, kapso, options.dry_run).await?;
+    report.undecodable = remote.undecodable;
+    Ok(report)
 }
 
 /// The webhooks the config wants on Kapso, in config order.
@@ -136,15 +150,27 @@ fn desired(webhook: &WebhookConfig, url: String) -> Option<DesiredWebhook> {
     })
 }
 
+/// What Kapso lists: the webhooks it could decode, with their number scope resolved where
+/// Kapso gave it as `whatsapp_config_id`, and the list elements it could not decode.
+#[derive(Debug, Clone, Default)]
+pub struct RemoteWebhooks {
+    pub webhooks: Vec<RemoteWebhook>,
+    pub undecodable: Vec<UndecodableWebhook>,
+}
+
 /// Every webhook Kapso has that concerns this config: those of each configured phone number
 /// plus the project's list (which Kapso documents as holding all of the project's webhooks),
-/// each once, whatever the number of pages.
+/// each once, whatever the number of pages. A webhook read through a number's route without a
+/// `phone_number_id` is that number's; one that names its number only by `whatsapp_config_id`
+/// gets the `phone_number_id` of the phone number whose `internal_id` that is (the phone-number
+/// list is read only then). One list element that cannot be decoded does not fail the read: it
+/// is returned in `undecodable`.
 pub async fn remote_webhooks(
     config: &Config,
     kapso: &KapsoClient,
-) -> Result<Vec<RemoteWebhook>, SyncError> {
+) -> Result<RemoteWebhooks, SyncError> {
     let mut seen = HashSet::new();
-    let mut all = Vec::new();
+    let mut remote = RemoteWebhooks::default();
     let mut numbers = HashSet::new();
     for (index, webhook) in config.webhooks.iter().enumerate() {
         let Some(number) = webhook.phone_number_id.as_deref() else {
@@ -153,8 +179,8 @@ pub async fn remote_webhooks(
         if !numbers.insert(number) {
             continue;
         }
-        let hooks = kapso
-            .list_number_webhooks(number)
+        let list = kapso
+            .read_number_webhooks(number)
             .await
             .map_err(|error| match error {
                 KapsoError::NotFound { .. } => SyncError::UnknownPhoneNumber {
@@ -167,17 +193,85 @@ pub async fn remote_webhooks(
                     error,
                 },
             })?;
-        all.extend(hooks.into_iter().filter(|h| seen.insert(h.id.clone())));
+        for mut hook in list.webhooks {
+            if hook.phone_number_id.is_none() {
+                hook.phone_number_id = Some(number.to_owned());
+            }
+            if seen.insert(hook.id.clone()) {
+                remote.webhooks.push(hook);
+            }
+        }
+        remote.undecodable.extend(list.undecodable);
     }
     let project = kapso
-        .list_project_webhooks()
+        .read_project_webhooks()
         .await
         .map_err(|error| SyncError::Kapso {
             action: "listing the project's webhooks".to_owned(),
             error,
         })?;
-    all.extend(project.into_iter().filter(|h| seen.insert(h.id.clone())));
-    Ok(all)
+    remote.webhooks.extend(
+        project
+            .webhooks
+            .into_iter()
+            .filter(|h| seen.insert(h.id.clone())),
+    );
+    let known: HashSet<Option<&str>> = remote.undecodable.iter().map(|u| u.id.as_deref()).collect();
+    let fresh: Vec<UndecodableWebhook> = project
+        .undecodable
+        .into_iter()
+        .filter(|u| u.id.is_none() || !known.contains(&u.id.as_deref()))
+        .collect();
+    remote.undecodable.extend(fresh);
+    resolve_config_ids(kapso, &mut remote.webhooks).await?;
+    Ok(remote)
+}
+
+/// Gives each webhook scoped by `whatsapp_config_id` alone the `phone_number_id` of the phone
+/// number with that `internal_id` (Kapso's configuration id). One left unresolved (no such
+/// number in the project, or a phone-number list that cannot be decoded) keeps
+/// `phone_number_id: None` and is never matched to an entry.
+async fn resolve_config_ids(
+    kapso: &KapsoClient,
+    webhooks: &mut [RemoteWebhook],
+) -> Result<(), SyncError> {
+    if !webhooks
+        .iter()
+        .any(|h| matches!(h.scope(), RemoteScope::Config(_)))
+    {
+        return Ok(());
+    }
+    let numbers = match kapso.list_phone_numbers().await {
+        Ok(numbers) => numbers,
+        // Unresolved scopes are safe (nothing is created beside them); an odd phone-number
+        // object must not stop the sync.
+        Err(KapsoError::Decode { message }) => {
+            tracing::warn!(error = %message, "webhook sync: the phone-number list could not be read; webhooks scoped by whatsapp_config_id stay unresolved");
+            Vec::new()
+        }
+        Err(error) => {
+            return Err(SyncError::Kapso {
+                action: "listing the project's phone numbers (to read webhooks scoped by whatsapp_config_id)"
+                    .to_owned(),
+                error,
+            })
+        }
+    };
+    let by_config: HashMap<&str, &str> = numbers
+        .iter()
+        .flat_map(|n| {
+            [
+                (n.internal_id.as_str(), n.phone_number_id.as_str()),
+                (n.phone_number_id.as_str(), n.phone_number_id.as_str()),
+            ]
+        })
+        .collect();
+    for hook in webhooks.iter_mut() {
+        if let RemoteScope::Config(config) = hook.scope() {
+            hook.phone_number_id = by_config.get(config).map(|n| (*n).to_owned());
+        }
+    }
+    Ok(())
 }
 
 /// Whose a remote webhook is, seen from this config.
@@ -203,7 +297,7 @@ pub fn ownership(config: &Config, remote: &RemoteWebhook) -> Ownership {
             .server
             .webhook_url(&w.name)
             .is_some_and(|url| plan::same_url(&url, &remote.url))
-            && w.phone_number_id == remote.phone_number_id
+            && plan::known_scope(remote) == Some(w.phone_number_id.as_deref())
     });
     match entry {
         Some(webhook) => Ownership::Managed(webhook.name.clone()),

@@ -7,7 +7,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::Value;
 
 use super::report::{DeleteReason, SkipReason};
-use crate::kapso::{RemoteWebhook, WebhookKind, WebhookPatch, WebhookRequest};
+use crate::kapso::{
+    RemoteScope, RemoteWebhook, UndecodableWebhook, WebhookKind, WebhookPatch, WebhookRequest,
+};
 use crate::secret::Secret;
 
 /// A webhook as the config wants it on Kapso.
@@ -92,28 +94,63 @@ impl Change {
     }
 }
 
-/// Plans a sync. `managed_prefix` is `{public_url}/webhooks/`: remote webhooks under it that no
-/// entry describes are unmanaged (deleted only when `prune`); all others are foreign.
-/// A remote webhook belongs to an entry when its URL (which names the entry) and its phone
-/// number or project scope (which no Kapso PATCH can change) are the entry's.
+/// Plans a sync from a complete list (nothing undecodable); see [`plan_with`].
 pub fn plan(
     desired: &[DesiredWebhook],
     remote: &[RemoteWebhook],
     managed_prefix: &str,
     prune: bool,
 ) -> Plan {
+    plan_with(desired, remote, &[], managed_prefix, prune)
+}
+
+/// The scope a remote webhook is known to have: `Some(Some(number))`, `Some(None)` for the
+/// project, `None` when it is named only by a `whatsapp_config_id` no phone number has.
+pub fn known_scope(remote: &RemoteWebhook) -> Option<Option<&str>> {
+    match remote.scope() {
+        RemoteScope::Number(number) => Some(Some(number)),
+        RemoteScope::Project => Some(None),
+        RemoteScope::Config(_) => None,
+    }
+}
+
+/// Plans a sync. `managed_prefix` is `{public_url}/webhooks/`: remote webhooks under it that no
+/// entry describes are unmanaged (deleted only when `prune`); all others are foreign.
+/// A remote webhook belongs to an entry when its URL (which names the entry) and its phone
+/// number or project scope (which no Kapso PATCH can change) are the entry's.
+///
+/// Never creates a webhook that may already exist: an entry is not created while a webhook at
+/// its URL has a scope that could not be resolved, or while `undecodable` holds an element at
+/// its URL (or one without a readable URL). Such entries are skipped and reported instead.
+/// A webhook whose `kind` Kapso did not state is taken to have the entry's kind (the OpenAPI
+/// default is `kapso`); it is never flagged or replaced for its kind.
+pub fn plan_with(
+    desired: &[DesiredWebhook],
+    remote: &[RemoteWebhook],
+    undecodable: &[UndecodableWebhook],
+    managed_prefix: &str,
+    prune: bool,
+) -> Plan {
     let mut claimed = vec![false; remote.len()];
     let mut steps = Vec::new();
     for wanted in desired {
+        let at_url = |i: &usize| same_url(&remote[*i].url, &wanted.url);
         let matches: Vec<usize> = (0..remote.len())
-            .filter(|&i| {
-                same_url(&remote[i].url, &wanted.url)
-                    && remote[i].phone_number_id == wanted.phone_number_id
-            })
+            .filter(at_url)
+            .filter(|&i| known_scope(&remote[i]) == Some(wanted.phone_number_id.as_deref()))
             .collect();
-        for &i in &matches {
+        let unresolved: Vec<usize> = (0..remote.len())
+            .filter(at_url)
+            .filter(|&i| known_scope(&remote[i]).is_none())
+            .collect();
+        for &i in matches.iter().chain(&unresolved) {
             claimed[i] = true;
         }
+        let unreadable = undecodable.iter().any(|u| {
+            u.url
+                .as_deref()
+                .is_none_or(|url| same_url(url, &wanted.url))
+        });
         let step = |webhook_id: Option<&str>, change: Change| Step {
             name: Some(wanted.name.clone()),
             phone_number_id: wanted.phone_number_id.clone(),
@@ -122,26 +159,38 @@ pub fn plan(
             change,
         };
         if !wanted.sync {
-            if matches.is_empty() {
+            if matches.is_empty() && unresolved.is_empty() {
                 steps.push(step(None, Change::Skip(SkipReason::SyncDisabled)));
             }
-            for &i in &matches {
+            for &i in matches.iter().chain(&unresolved) {
                 let id = Some(remote[i].id.as_str());
                 steps.push(step(id, Change::Skip(SkipReason::SyncDisabled)));
             }
             continue;
         }
-        let same_kind = matches.iter().filter(|&&i| remote[i].kind == wanted.kind);
-        let keeper =
-            newest(remote, same_kind.copied()).or_else(|| newest(remote, matches.iter().copied()));
+        for &i in &unresolved {
+            let id = Some(remote[i].id.as_str());
+            steps.push(step(id, Change::Skip(SkipReason::ScopeUnknown)));
+        }
+        let kind_fits = |i: usize| remote[i].kind.is_none_or(|k| k == wanted.kind);
+        let same_kind = matches.iter().copied().filter(|&i| kind_fits(i));
+        let keeper = newest(remote, same_kind).or_else(|| newest(remote, matches.iter().copied()));
         for &i in matches.iter().filter(|&&i| Some(i) != keeper) {
             let id = Some(remote[i].id.as_str());
             steps.push(step(id, Change::Delete(DeleteReason::Duplicate)));
         }
-        let create = || Change::Create(Box::new(wanted.request()));
+        let create = || {
+            if !unresolved.is_empty() {
+                Change::Skip(SkipReason::ScopeUnknown)
+            } else if unreadable {
+                Change::Skip(SkipReason::ListIncomplete)
+            } else {
+                Change::Create(Box::new(wanted.request()))
+            }
+        };
         match keeper {
             None => steps.push(step(None, create())),
-            Some(i) if remote[i].kind != wanted.kind => {
+            Some(i) if !kind_fits(i) => {
                 let id = Some(remote[i].id.as_str());
                 if prune {
                     steps.push(step(id, Change::Delete(DeleteReason::KindChanged)));
@@ -150,7 +199,7 @@ pub fn plan(
                     steps.push(step(
                         id,
                         Change::KindConflict {
-                            remote: remote[i].kind,
+                            remote: remote[i].kind(),
                             configured: wanted.kind,
                         },
                     ));

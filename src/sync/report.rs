@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::kapso::WebhookKind;
+use crate::kapso::{UndecodableWebhook, WebhookKind};
 
 /// Why a webhook is (or would be) deleted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -25,6 +25,12 @@ pub enum SkipReason {
     SyncDisabled,
     /// Under `{public_url}/webhooks/` but no entry describes it, and pruning is off.
     Unmanaged,
+    /// At the entry's URL, but its scope came as a `whatsapp_config_id` that no phone number
+    /// of the project has: it may be this entry's webhook, so none is created beside it.
+    ScopeUnknown,
+    /// Kapso listed a webhook switchboard could not read that may be this entry's: none is
+    /// created, so that a second one never appears (see `undecodable`).
+    ListIncomplete,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -74,6 +80,8 @@ pub struct SyncReport {
     pub entries: Vec<ReportEntry>,
     /// Webhooks pointing elsewhere than `{public_url}/webhooks/`, never touched.
     pub foreign: usize,
+    /// Elements of Kapso's lists that could not be read as webhooks.
+    pub undecodable: Vec<UndecodableWebhook>,
 }
 
 impl SyncReport {
@@ -160,6 +168,17 @@ impl SyncReport {
                     "left unmanaged {} ({scope}): webhook {id}, described by no [[webhooks]] entry; --prune (or [sync] prune = true) deletes it",
                     entry.url
                 ),
+                Action::Skipped {
+                    reason: SkipReason::ScopeUnknown,
+                } => format!(
+                    "left `{name}` ({scope}): webhook {id} at {} names its phone number by a whatsapp_config_id that no phone number of the project has; switchboard creates no second webhook beside it",
+                    entry.url
+                ),
+                Action::Skipped {
+                    reason: SkipReason::ListIncomplete,
+                } => format!(
+                    "not created `{name}` ({scope}): Kapso listed a webhook switchboard cannot read that may be this one; no second webhook is created (see the unreadable webhook below)"
+                ),
                 Action::Conflict {
                     remote_kind,
                     configured_kind,
@@ -169,6 +188,14 @@ impl SyncReport {
                     kind_name(*configured_kind)
                 ),
             });
+        }
+        for odd in &self.undecodable {
+            lines.push(format!(
+                "unreadable webhook {} at {}: {}",
+                odd.id.as_deref().unwrap_or("(no id)"),
+                odd.url.as_deref().unwrap_or("(no url)"),
+                odd.error
+            ));
         }
         if self.foreign > 0 {
             let s = if self.foreign == 1 { "" } else { "s" };
@@ -214,6 +241,7 @@ mod tests {
             dry_run: false,
             entries: vec![entry(Action::Unchanged)],
             foreign: 2,
+            undecodable: Vec::new(),
         };
         assert!(!report.changed());
         let lines = report.summary_lines();
@@ -231,6 +259,7 @@ mod tests {
                 reactivated: true,
             })],
             foreign: 0,
+            undecodable: Vec::new(),
         };
         assert!(report.changed());
         let lines = report.summary_lines();
@@ -249,6 +278,7 @@ mod tests {
                 reason: DeleteReason::Duplicate,
             })],
             foreign: 0,
+            undecodable: Vec::new(),
         };
         let json = serde_json::to_value(&report).unwrap();
         assert_eq!(json["entries"][0]["action"], "deleted");

@@ -5,6 +5,7 @@
 mod conformance;
 mod delivery;
 mod openapi;
+mod shapes;
 mod webhooks;
 
 use std::time::{Duration, Instant};

@@ -5,6 +5,7 @@
 
 mod cleanup;
 mod cli;
+mod shapes;
 mod startup;
 
 use serde_json::{json, Value};

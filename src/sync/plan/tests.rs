@@ -30,13 +30,14 @@ fn remote_of(wanted: &DesiredWebhook, id: &str, created_at: &str) -> RemoteWebho
     RemoteWebhook {
         id: id.to_owned(),
         url: wanted.url.clone(),
-        kind: wanted.kind,
+        kind: Some(wanted.kind),
         events: wanted.events.clone(),
         active: wanted.active,
         created_at: created_at.to_owned(),
         updated_at: created_at.to_owned(),
-        project_id: "p".to_owned(),
+        project_id: Some("p".to_owned()),
         phone_number_id: wanted.phone_number_id.clone(),
+        whatsapp_config_id: None,
         secret_key: Some(wanted.secret.clone()),
         headers: Some(BTreeMap::new()),
         buffer_enabled: Some(false),
@@ -253,7 +254,7 @@ fn unmanaged_is_left_alone_unless_pruning_and_foreign_never_touched() {
 fn kind_conflict_is_reported_or_replaced_when_pruning() {
     let wanted = desired("support");
     let mut meta = remote_of(&wanted, "m", "2026-01-01T00:00:00Z");
-    meta.kind = WebhookKind::Meta;
+    meta.kind = Some(WebhookKind::Meta);
     let kept = plan(
         std::slice::from_ref(&wanted),
         std::slice::from_ref(&meta),
@@ -301,4 +302,103 @@ fn project_scoped_and_number_scoped_entries_match_their_own_scope() {
     let plan = plan(&[project, desired("support")], &[hook], PREFIX, false);
     assert_eq!(plan.steps[0].change, Change::Unchanged);
     assert!(matches!(plan.steps[1].change, Change::Create(_)));
+}
+
+fn unreadable(url: Option<&str>) -> UndecodableWebhook {
+    UndecodableWebhook {
+        id: Some("u".to_owned()),
+        url: url.map(str::to_owned),
+        error: "invalid type: string \"…\", expected a boolean".to_owned(),
+    }
+}
+
+#[test]
+fn an_unreadable_element_that_may_be_the_entry_blocks_only_its_create() {
+    let wanted = desired("support");
+    let other = format!("{PREFIX}other");
+    for (element, blocked) in [
+        (unreadable(Some(&wanted.url)), true),
+        (unreadable(Some(&format!("{}/", wanted.url))), true),
+        (unreadable(None), true),
+        (unreadable(Some(&other)), false),
+    ] {
+        let plan = plan_with(
+            std::slice::from_ref(&wanted),
+            &[],
+            std::slice::from_ref(&element),
+            PREFIX,
+            true,
+        );
+        let change = &plan.steps[0].change;
+        if blocked {
+            assert_eq!(
+                change,
+                &Change::Skip(SkipReason::ListIncomplete),
+                "{element:?}"
+            );
+        } else {
+            assert!(
+                matches!(change, Change::Create(_)),
+                "{element:?}: {change:?}"
+            );
+        }
+    }
+    let existing = remote_of(&wanted, "a", "2026-01-01T00:00:00Z");
+    let plan = plan_with(
+        std::slice::from_ref(&wanted),
+        &[existing],
+        &[unreadable(None)],
+        PREFIX,
+        false,
+    );
+    assert_eq!(changes(&plan), [(Some("a"), &Change::Unchanged)]);
+}
+
+#[test]
+fn a_webhook_of_unresolved_scope_at_the_url_is_never_doubled_nor_touched() {
+    let wanted = desired("support");
+    let mut hook = remote_of(&wanted, "c", "2026-01-01T00:00:00Z");
+    hook.phone_number_id = None;
+    hook.whatsapp_config_id = Some("3c90c3cc-0d44-4b50-8888-8dd25736052a".to_owned());
+    let plan = plan(std::slice::from_ref(&wanted), &[hook], PREFIX, true);
+    assert_eq!(
+        changes(&plan),
+        [
+            (Some("c"), &Change::Skip(SkipReason::ScopeUnknown)),
+            (None, &Change::Skip(SkipReason::ScopeUnknown)),
+        ]
+    );
+}
+
+#[test]
+fn a_config_id_scope_resolved_to_the_number_matches_the_entry() {
+    let wanted = desired("support");
+    let mut hook = remote_of(&wanted, "c", "2026-01-01T00:00:00Z");
+    hook.whatsapp_config_id = Some("4a5b6c7d-8e9f-0a1b-2c3d-4e5f6a7b8c9d".to_owned());
+    let plan = plan(&[wanted], &[hook], PREFIX, false);
+    assert_eq!(changes(&plan), [(Some("c"), &Change::Unchanged)]);
+}
+
+#[test]
+fn a_webhook_without_kind_is_kapso_and_never_a_kind_conflict() {
+    let kapso = desired("support");
+    let mut unstated = remote_of(&kapso, "k", "2026-01-01T00:00:00Z");
+    unstated.kind = None;
+    assert_eq!(unstated.kind(), WebhookKind::Kapso);
+    let planned = plan(
+        std::slice::from_ref(&kapso),
+        std::slice::from_ref(&unstated),
+        PREFIX,
+        true,
+    );
+    assert_eq!(changes(&planned), [(Some("k"), &Change::Unchanged)]);
+
+    let mut meta = desired("raw");
+    meta.kind = WebhookKind::Meta;
+    meta.events = Vec::new();
+    meta.payload_version = None;
+    let mut unstated = remote_of(&meta, "m", "2026-01-01T00:00:00Z");
+    unstated.kind = None;
+    let plan = plan(&[meta], &[unstated], PREFIX, true);
+    assert_eq!(changes(&plan), [(Some("m"), &Change::Unchanged)]);
 }

@@ -37,7 +37,7 @@ async fn created_webhook_gets_server_fields_and_defaults() {
     let hook = client.create_webhook(Some(PHONE), &wanted).await.unwrap();
 
     assert_eq!(hook.id.len(), 36);
-    assert_eq!(hook.kind, WebhookKind::Kapso);
+    assert_eq!(hook.kind, Some(WebhookKind::Kapso));
     assert_eq!(hook.phone_number_id.as_deref(), Some(PHONE));
     assert_eq!(hook.payload_version.as_deref(), Some("v2"));
     assert_eq!(hook.inactivity_minutes, Some(60));
