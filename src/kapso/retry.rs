@@ -87,12 +87,20 @@ pub fn category(code: Option<i64>, http_status: Option<u16>) -> ErrorCategory {
     }
 }
 
-/// CONTRACT §6, in its order: `Retry-After` first, then the do-not-retry codes, then Kapso's own
-/// answers (401, 402 `insufficient_credits`, 422 refusals, 409 in flight), then the category.
+/// The do-not-retry codes first, then Kapso's own answers (401, 402 `insufficient_credits`, 422
+/// refusals, 409 in flight), then the category. `Retry-After` only says when a retryable failure
+/// may be retried: it never makes a final answer (131047, a 401, a refused template) retryable.
 pub fn classify(failure: &Failure<'_>) -> RetryHint {
-    if let Some(delay) = failure.retry_after {
-        return RetryHint::RetryAfter(delay);
+    match classify_ignoring_delay(failure) {
+        RetryHint::Retry => match failure.retry_after {
+            Some(delay) => RetryHint::RetryAfter(delay),
+            None => RetryHint::Retry,
+        },
+        other => other,
     }
+}
+
+fn classify_ignoring_delay(failure: &Failure<'_>) -> RetryHint {
     if failure
         .graph_code
         .is_some_and(|code| DO_NOT_RETRY_CODES.contains(&code))
@@ -199,13 +207,13 @@ mod tests {
     use RetryHint::{DoNotRetry, Retry};
 
     #[test]
-    fn retry_after_takes_precedence_over_everything() {
+    fn retry_after_times_retryable_failures_and_never_makes_final_ones_retryable() {
         let delay = Duration::from_secs(7);
         for (status, code) in [
-            (400, Some(131047)),
-            (401, None),
-            (422, Some(100)),
+            (429, Some(130429)),
             (500, None),
+            (503, Some(131000)),
+            (409, None),
         ] {
             let hint = classify(&Failure {
                 http_status: Some(status),
@@ -214,6 +222,15 @@ mod tests {
                 ..Failure::default()
             });
             assert_eq!(hint, RetryHint::RetryAfter(delay), "{status} {code:?}");
+        }
+        for (status, code) in [(400, Some(131047)), (401, None), (422, Some(100))] {
+            let hint = classify(&Failure {
+                http_status: Some(status),
+                graph_code: code,
+                retry_after: Some(delay),
+                ..Failure::default()
+            });
+            assert_eq!(hint, RetryHint::DoNotRetry, "{status} {code:?}");
         }
     }
 
