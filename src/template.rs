@@ -153,8 +153,11 @@ fn parse_field(name: &str) -> Result<Field, TemplateError> {
 fn resolve(field: &Field, ctx: &RenderContext<'_>) -> Option<String> {
     let last = ctx.payloads.last()?;
     match field {
-        Field::ContactName => str_at(last, &["conversation", "kapso", "contact_name"])
-            .or_else(|| str_at(last, &["message", "kapso", "contact_name"])),
+        // Items of Kapso-side batches may lack the name: any event of the job that has it.
+        Field::ContactName => ctx.payloads.iter().rev().find_map(|payload| {
+            str_at(payload, &["conversation", "kapso", "contact_name"])
+                .or_else(|| str_at(payload, &["message", "kapso", "contact_name"]))
+        }),
         Field::ContactPhone => contact_phone(last),
         Field::MessageText => last.get("message").and_then(message_text),
         Field::MessageId => str_at(last, &["message", "id"]),
@@ -305,6 +308,19 @@ mod tests {
         assert_eq!(t.render(&ctx(&old)), "false until 2025-11-14T02:13:20Z");
         let unknown = [json!({"message": {"id": "w", "kapso": {"direction": "outbound"}}})];
         assert_eq!(t.render(&ctx(&unknown)), "unknown until ?");
+    }
+
+    #[test]
+    fn the_contact_name_comes_from_any_event_of_a_batch() {
+        let t = Template::parse("{{contact.name|there}}").unwrap();
+        let named = sample("first");
+        let mut bare = sample("second");
+        bare["conversation"]
+            .as_object_mut()
+            .unwrap()
+            .remove("kapso");
+        assert_eq!(t.render(&ctx(&[named, bare.clone()])), "Dana Ruiz");
+        assert_eq!(t.render(&ctx(&[bare])), "there");
     }
 
     #[test]
