@@ -256,3 +256,83 @@ fn the_checker_rejects_what_the_schemas_forbid() {
         );
     }
 }
+
+/// Kapso's own send examples (every request example of `POST /{phone_number_id}/messages` in its
+/// OpenAPI) are accepted by the simulated proxy: a simulator stricter or looser than Kapso's
+/// examples would prove nothing.
+#[tokio::test]
+async fn every_send_example_of_kapsos_openapi_is_accepted_by_the_simulated_proxy() {
+    let spec = Spec::load(MESSAGES);
+    let examples = spec.at(
+        "/paths/~1{phone_number_id}~1messages/post/requestBody/content/application~1json/examples",
+    );
+    let examples = examples.as_object().expect("examples by name");
+    assert!(examples.len() >= 30, "{} examples", examples.len());
+    let (sim, client) = sim_and_client().await;
+    let mut refused = Vec::new();
+    for (name, example) in examples {
+        let body = &example["value"];
+        let result = if body["status"] == "read" {
+            let message_id = body["message_id"].as_str().unwrap_or_default();
+            client
+                .mark_read(PHONE, message_id, body.get("typing_indicator").is_some())
+                .await
+                .map(|_| ())
+        } else {
+            client.send_message(PHONE, body).await.map(|_| ())
+        };
+        if let Err(err) = result {
+            refused.push(format!("{name}: {err}"));
+        }
+    }
+    assert!(
+        refused.is_empty(),
+        "the simulated proxy refused Kapso's own examples:\n{}",
+        refused.join("\n")
+    );
+    drop(sim);
+}
+
+/// Kapso's error examples for sends decode to what the pipeline acts on: the window (131047)
+/// and refusals are final, an in-flight conflict is retried.
+#[tokio::test]
+async fn kapsos_send_error_examples_decode_to_the_right_retry_decision() {
+    use switchboard::kapso::{KapsoError, RetryHint};
+    let spec = Spec::load(MESSAGES);
+    let responses = spec.at("/paths/~1{phone_number_id}~1messages/post/responses");
+    let mut seen = 0;
+    for (status, expected) in [
+        ("400", vec![("invalid_phone", RetryHint::DoNotRetry)]),
+        ("409", vec![("message_in_flight", RetryHint::Retry)]),
+        (
+            "422",
+            vec![
+                ("window_expired", RetryHint::DoNotRetry),
+                ("address_not_supported", RetryHint::DoNotRetry),
+                ("marketing_preference_stopped", RetryHint::DoNotRetry),
+                ("messaging_account_mismatch", RetryHint::DoNotRetry),
+            ],
+        ),
+    ] {
+        let examples = &responses[status]["content"]["application/json"]["examples"];
+        for (name, hint) in expected {
+            let body = serde_json::to_vec(&examples[name]["value"]).unwrap();
+            let err = KapsoError::from_response(
+                status.parse().unwrap(),
+                &reqwest::header::HeaderMap::new(),
+                &body,
+            );
+            assert_eq!(err.retry_hint(), hint, "{status} {name}: {err:?}");
+            if name == "window_expired" {
+                assert_eq!(err.graph_code(), Some(131047));
+            }
+            seen += 1;
+        }
+    }
+    let insufficient =
+        serde_json::to_vec(&responses["402"]["content"]["application/json"]["example"]).unwrap();
+    let err = KapsoError::from_response(402, &reqwest::header::HeaderMap::new(), &insufficient);
+    assert_eq!(err.kapso_code(), Some("insufficient_credits"));
+    assert_eq!(err.retry_hint(), RetryHint::DoNotRetry);
+    assert_eq!(seen, 6);
+}

@@ -35,6 +35,13 @@ impl Spec {
         }
     }
 
+    /// The value at a JSON pointer into the document (e.g. the examples of an operation).
+    pub fn at(&self, pointer: &str) -> &Value {
+        self.root
+            .pointer(pointer)
+            .unwrap_or_else(|| panic!("{} has nothing at {pointer}", self.name))
+    }
+
     /// `components.schemas.NAME`.
     pub fn schema(&self, name: &str) -> &Value {
         self.root
