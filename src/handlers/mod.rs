@@ -7,6 +7,7 @@ pub mod compose;
 pub mod http;
 pub mod store;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -15,6 +16,7 @@ use crate::clock::now_ms;
 use crate::config::HandlerConfig;
 use crate::inbox::store::StoredEvent;
 use crate::kapso::{KapsoClient, KapsoError, RetryHint};
+use crate::pacing::{Pacer, Slot, Throttle};
 use crate::router::Route;
 use crate::template::RenderContext;
 
@@ -27,12 +29,18 @@ pub enum Failure {
     RetryAfter(String, Duration),
     /// Cannot succeed by retrying (bad request, policy block, ...): dead-letter now.
     Fatal(String),
+    /// Not a failure of the attempt: the send waits for its business number's (or recipient's)
+    /// pace. Queue again for this time (clock ms) without counting an attempt.
+    Deferred(String, i64),
 }
 
 impl Failure {
     pub fn message(&self) -> &str {
         match self {
-            Failure::Retry(m) | Failure::RetryAfter(m, _) | Failure::Fatal(m) => m,
+            Failure::Retry(m)
+            | Failure::RetryAfter(m, _)
+            | Failure::Fatal(m)
+            | Failure::Deferred(m, _) => m,
         }
     }
 }
@@ -126,14 +134,16 @@ pub struct Handlers {
     kapso: Option<KapsoClient>,
     http: reqwest::Client,
     ledger: store::Ledger,
+    pacer: Arc<Pacer>,
 }
 
 impl Handlers {
-    pub fn new(kapso: Option<KapsoClient>, ledger: store::Ledger) -> Handlers {
+    pub fn new(kapso: Option<KapsoClient>, ledger: store::Ledger, pacer: Arc<Pacer>) -> Handlers {
         Handlers {
             kapso,
             http: reqwest::Client::new(),
             ledger,
+            pacer,
         }
     }
 
@@ -166,7 +176,7 @@ impl Handlers {
                 continue;
             }
             let action = Action::from_row(row)?;
-            let wamid = self.execute(&action).await?;
+            let wamid = self.execute(input.job.id, &action).await?;
             self.ledger
                 .mark_sent(row.id, wamid, now_ms())
                 .map_err(db_failure)?;
@@ -263,8 +273,9 @@ impl Handlers {
         }
     }
 
-    /// One call to Kapso; returns the wamid of a sent message.
-    async fn execute(&self, action: &Action) -> Result<Option<String>, Failure> {
+    /// One call to Kapso; returns the wamid of a sent message. A message waits for its
+    /// number's pace first ([`Pacer::reserve`]).
+    async fn execute(&self, job: i64, action: &Action) -> Result<Option<String>, Failure> {
         let kapso = self.kapso.as_ref().ok_or_else(|| {
             Failure::Fatal("kapso.api_key is not configured; cannot call Kapso".into())
         })?;
@@ -272,11 +283,39 @@ impl Handlers {
             Action::Send {
                 phone_number_id,
                 body,
-            } => kapso
-                .send_message(phone_number_id, body)
-                .await
-                .map(|sent| Some(sent.message_id))
-                .map_err(kapso_failure),
+            } => {
+                let recipient = compose::recipient(body);
+                match self.pacer.reserve(job, phone_number_id, recipient) {
+                    Slot::Wait(wait) if wait.is_zero() => {}
+                    Slot::Wait(wait) => tokio::time::sleep(wait).await,
+                    Slot::Defer(at) => {
+                        return Err(Failure::Deferred(
+                            format!("paced: {phone_number_id} sends at its allowed rate"),
+                            at,
+                        ))
+                    }
+                }
+                match kapso.send_message(phone_number_id, body).await {
+                    Ok(sent) => {
+                        self.pacer.accepted(phone_number_id, recipient);
+                        Ok(Some(sent.message_id))
+                    }
+                    Err(err) => match Throttle::of(&err) {
+                        Some(kind) => {
+                            let at = self.pacer.throttled(
+                                kind,
+                                phone_number_id,
+                                recipient,
+                                err.retry_after(),
+                            );
+                            tracing::warn!(phone_number_id = %phone_number_id, limit = kind.label(),
+                                error = %err, "send throttled; paced, not counted as an attempt");
+                            Err(Failure::Deferred(format!("kapso: {err}"), at))
+                        }
+                        None => Err(kapso_failure(err)),
+                    },
+                }
+            }
             Action::MarkRead {
                 phone_number_id,
                 message_id,
