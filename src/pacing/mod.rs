@@ -44,6 +44,11 @@ pub const MAX_RECIPIENT_PAUSE: Duration = Duration::from_secs(300);
 const MIN_RATE_SHARE: f64 = 1.0 / 16.0;
 /// Each accepted send gives back this share of the configured rate after a slow-down.
 const RECOVERY_SHARE: f64 = 1.0 / 100.0;
+/// A deferred job that comes back more than this long after its reserved slot (workers were
+/// busy, the database slow) gives the slot up and takes a new one: sending in all the slots
+/// that passed meanwhile would be a burst above the number's rate. This bounds a burst to
+/// `rate × LATE_SLOT + 1` messages.
+pub const LATE_SLOT: Duration = Duration::from_millis(50);
 /// Reservations and recipient pauses kept before old ones are swept.
 const SWEEP_ABOVE: usize = 10_000;
 
@@ -271,7 +276,13 @@ impl Pacer {
         let hold_us = lane.interval_us().max(MIN_HOLD.as_micros() as i64);
         let at_us = match reserved {
             // A reservation made before a pause began is void: the pause moved every slot.
-            Some(r) if r.number == number && r.at_us >= paused_us => r.at_us,
+            Some(r)
+                if r.number == number
+                    && r.at_us >= paused_us
+                    && now_us.saturating_sub(r.at_us) <= LATE_SLOT.as_micros() as i64 =>
+            {
+                r.at_us
+            }
             _ => {
                 let at = lane.next_us.max(now_us).max(paused_us);
                 lane.next_us = at.saturating_add(lane.interval_us());

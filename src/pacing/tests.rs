@@ -63,6 +63,20 @@ fn a_deferred_job_gets_its_reserved_slot_when_it_comes_back() {
 }
 
 #[test]
+fn a_job_back_long_after_its_slot_takes_a_new_one_instead_of_bursting() {
+    let (pacer, time, _) = pacer(100.0, &[]);
+    let at = slots(&pacer, &time, 1, 5, A);
+    // Job 5's slot was 40 ms out; it comes back 200 ms late, after the others went.
+    time.advance(Duration::from_millis((at[4] - time.now_ms()) as u64 + 200));
+    assert_eq!(pacer.reserve(5, A, None), Slot::Wait(Duration::ZERO));
+    // Its old slot is gone; the next one is one interval after it, not in the past.
+    assert_eq!(
+        pacer.reserve(6, A, None),
+        Slot::Wait(Duration::from_millis(10))
+    );
+}
+
+#[test]
 fn numbers_are_paced_independently_at_their_own_rates() {
     let (pacer, time, _) = pacer(80.0, &[(B, 1000.0)]);
     let start = time.now_ms();

@@ -14,6 +14,7 @@ mod faults;
 mod ingest;
 mod kapso;
 mod net_limits;
+mod pacing;
 mod payloads;
 mod pipeline;
 mod readme;

@@ -1,0 +1,269 @@
+//! Send pacing per business number against a simulated Kapso that enforces Meta's per-number
+//! throughput limit (130429 over it).
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use switchboard::clock::Clock;
+use switchboard::kapso::KapsoClient;
+use switchboard::kapso_sim::{RecordedSend, SendLimit, SimConfig, SimPhoneNumber, SimulatedKapso};
+use switchboard::metrics::Metrics;
+use switchboard::pacing::{Pacer, Rates};
+
+use crate::payloads::{batch, message_received};
+use crate::test_app::{kapso_headers, metric, TestApp, SECRET};
+use tokio::task::JoinSet;
+
+const RECEIVED: &str = "whatsapp.message.received";
+const API_KEY: &str = "test-api-key";
+const BUSY: &str = "106540352242922";
+const QUIET: &str = "106540352242923";
+/// Long enough for a slow, shared machine; the tests poll, they never sleep this long.
+const WAIT: Duration = Duration::from_secs(90);
+
+async fn sim(limit: SendLimit) -> SimulatedKapso {
+    SimulatedKapso::start(SimConfig {
+        api_key: API_KEY.to_owned(),
+        phone_numbers: vec![
+            SimPhoneNumber::new(BUSY, "+1 555-000-9999"),
+            SimPhoneNumber::new(QUIET, "+1 555-000-9998"),
+        ],
+        send_limit: Some(limit),
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap()
+}
+
+/// An echo route; `rates` is the `[kapso.send_rates]` table.
+fn config(sim: &SimulatedKapso, rates: &str, max_attempts: u32) -> String {
+    format!(
+        r#"
+[kapso]
+base_url = "{base}"
+api_key = "{API_KEY}"
+max_retries = 0
+timeout_ms = 5000
+
+[kapso.send_rates]
+{rates}
+
+[jobs]
+workers = 8
+max_attempts = {max_attempts}
+backoff_base_ms = 20
+backoff_max_ms = 100
+poll_interval_ms = 200
+
+[buffer]
+enabled = false
+
+[[routes]]
+name = "echo"
+on = "whatsapp.message.received"
+handler = {{ kind = "reply", text = "echo: {{{{message.text}}}}" }}
+"#,
+        base = sim.base_url()
+    )
+}
+
+/// `count` inbound messages to `number`, each in its own conversation (so nothing but the
+/// pace orders them), delivered as Kapso batches of 4 (the test server takes bodies up to
+/// 4 KiB), 16 deliveries at a time so the backlog builds faster than it drains.
+async fn deliver_backlog(app: &TestApp, number: &str, count: usize) {
+    let items: Vec<Value> = (0..count)
+        .map(|i| {
+            let mut item = message_received(
+                &format!("wamid.{number}.{i}"),
+                &format!("conv-{number}-{i}"),
+                "hi",
+            );
+            item["phone_number_id"] = json!(number);
+            item["conversation"]["phone_number_id"] = json!(number);
+            item
+        })
+        .collect();
+    let url = format!("{}/webhooks/support", app.base_url);
+    let mut deliveries = JoinSet::new();
+    for chunk in items.chunks(4) {
+        let body = serde_json::to_vec(&batch(chunk.to_vec())).unwrap();
+        let (client, url) = (app.client.clone(), url.clone());
+        deliveries.spawn(async move {
+            let headers = kapso_headers(SECRET, RECEIVED, &body, None);
+            let response = client.post(url).headers(headers).body(body).send();
+            response.await.unwrap().status().as_u16()
+        });
+        while deliveries.len() >= 16 {
+            assert_eq!(deliveries.join_next().await.unwrap().unwrap(), 200);
+        }
+    }
+    while let Some(status) = deliveries.join_next().await {
+        assert_eq!(status.unwrap(), 200);
+    }
+}
+
+fn sends_of<'a>(sends: &'a [RecordedSend], number: &str) -> Vec<&'a RecordedSend> {
+    let mut of: Vec<_> = sends
+        .iter()
+        .filter(|s| s.phone_number_id == number)
+        .collect();
+    of.sort_by_key(|s| s.accepted_at);
+    of
+}
+
+fn span(sends: &[&RecordedSend]) -> Duration {
+    match (sends.first(), sends.last()) {
+        (Some(first), Some(last)) => last.accepted_at.duration_since(first.accepted_at),
+        _ => Duration::ZERO,
+    }
+}
+
+/// Jobs by (state, attempts), once every one of `expected` jobs is done or dead.
+async fn settled(app: &TestApp, expected: i64) -> Vec<(String, i64)> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let pool = app.db().await;
+        let rows: Vec<(String, i64)> = sqlx::query_as("SELECT state, attempts FROM jobs")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        let finished = rows
+            .iter()
+            .filter(|r| r.0 == "done" || r.0 == "dead")
+            .count();
+        if finished as i64 >= expected {
+            return rows;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{finished} of {expected} jobs finished"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_backlog_on_one_number_leaves_at_its_pace_while_another_keeps_full_speed() {
+    // Meta's limit as the sim enforces it: 250 messages/s per number, bursts of up to 100
+    // (so a send that leaves a little late does not make the next ones a "burst").
+    let pace = 250.0;
+    let sim = sim(SendLimit {
+        per_second: pace,
+        burst: 100.0,
+    })
+    .await;
+    let rates = format!("\"{BUSY}\" = {pace}\n\"{QUIET}\" = {pace}");
+    let app = TestApp::spawn_with(&config(&sim, &rates, 8)).await;
+
+    deliver_backlog(&app, BUSY, 1_000).await;
+    deliver_backlog(&app, QUIET, 100).await;
+    let sends = sim.wait_for_sends(1_100, WAIT).await;
+
+    assert_eq!(sim.throttled(), Vec::<String>::new(), "not one 130429");
+    let busy = sends_of(&sends, BUSY);
+    let quiet = sends_of(&sends, QUIET);
+    assert_eq!((busy.len(), quiet.len()), (1_000, 100));
+    // At the pace, never faster: 999 intervals of 4 ms between the first and the last (a
+    // little less if the first one reached the sim late).
+    let busy_span = span(&busy);
+    assert!(
+        busy_span >= Duration::from_millis(3_996 - 100),
+        "1,000 sends in {busy_span:?}: faster than 250/s"
+    );
+    // The quiet number did not queue behind the backlog: its sends were all accepted while
+    // the busy number still had more than a second of its backlog to go.
+    let quiet_done = quiet.last().unwrap().accepted_at;
+    let busy_after = busy.iter().filter(|s| s.accepted_at > quiet_done).count();
+    assert!(
+        busy_after >= 250,
+        "the quiet number finished with only {busy_after} busy sends left"
+    );
+    let jobs = settled(&app, 1_100).await;
+    assert!(
+        jobs.iter().all(|j| j == &("done".to_owned(), 1)),
+        "{jobs:?}"
+    );
+    let metrics = app.metrics().await;
+    assert_eq!(
+        metric(&metrics, "switchboard_sends_throttled_total", &[]),
+        0.0
+    );
+    assert!(
+        metric(&metrics, "switchboard_send_pacing_wait_seconds_count", &[]) >= 1_100.0,
+        "every send went through the pacer"
+    );
+}
+
+#[tokio::test]
+async fn throttling_answers_slow_the_number_and_never_use_up_attempts() {
+    // switchboard is told the number may send 400/s; Meta allows 100/s (bursts of 10).
+    let sim = sim(SendLimit {
+        per_second: 100.0,
+        burst: 10.0,
+    })
+    .await;
+    let rates = format!("\"{BUSY}\" = 400");
+    // One attempt each: a throttling answer counted as an attempt would dead-letter the job.
+    let app = TestApp::spawn_with(&config(&sim, &rates, 1)).await;
+    deliver_backlog(&app, BUSY, 60).await;
+
+    let sends = sim.wait_for_sends(60, WAIT).await;
+    assert_eq!(sends.len(), 60);
+    let throttled = sim.throttled();
+    assert!(
+        !throttled.is_empty(),
+        "the sim never throttled: the test proves nothing"
+    );
+    let jobs = settled(&app, 60).await;
+    assert!(
+        jobs.iter().all(|j| j == &("done".to_owned(), 1)),
+        "a throttled send cost an attempt: {jobs:?}"
+    );
+    let metrics = app.metrics().await;
+    assert_eq!(
+        metric(
+            &metrics,
+            "switchboard_sends_throttled_total",
+            &[&format!("phone_number_id=\"{BUSY}\""), "limit=\"number\""]
+        ),
+        throttled.len() as f64
+    );
+}
+
+#[tokio::test]
+async fn the_rate_comes_from_kapsos_phone_number_object_when_it_names_one() {
+    let mut high = SimPhoneNumber::new(BUSY, "+1 555-000-9999");
+    high.throughput_tier = Some("HIGH".to_owned());
+    // Kapso's documented example value: a messaging-limit tier, not a rate.
+    let limit_tier = SimPhoneNumber::new(QUIET, "+1 555-000-9998");
+    let sim = SimulatedKapso::start(SimConfig {
+        api_key: API_KEY.to_owned(),
+        phone_numbers: vec![high, limit_tier],
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let client = KapsoClient::new(&sim.kapso_config()).unwrap();
+    let rates = Rates {
+        default: 80.0,
+        overrides: Default::default(),
+    };
+    let pacer = Pacer::new(rates, Clock::System, std::sync::Arc::new(Metrics::new()));
+    assert_eq!(pacer.load_tier_rates(&client).await, 1);
+    assert_eq!(pacer.rate_of(BUSY), 1_000.0);
+    assert_eq!(pacer.rate_of(QUIET), 80.0);
+
+    // Kapso unreachable: the default applies.
+    drop(sim);
+    let pacer = Pacer::new(
+        Rates {
+            default: 80.0,
+            overrides: Default::default(),
+        },
+        Clock::System,
+        std::sync::Arc::new(Metrics::new()),
+    );
+    assert_eq!(pacer.load_tier_rates(&client).await, 0);
+    assert_eq!(pacer.rate_of(BUSY), 80.0);
+}
