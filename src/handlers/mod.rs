@@ -170,16 +170,32 @@ impl Handlers {
                 .map_err(db_failure)?;
         }
         let mut report = RunReport::default();
+        // The last send of this run whose mark was queued, not awaited.
+        let mut last_mark: Option<(i64, Option<String>)> = None;
         for row in &rows {
             if row.state == "sent" {
                 report.already_sent += 1;
                 continue;
             }
             let action = Action::from_row(row)?;
-            let wamid = self.execute(input.job.id, &action).await?;
+            let wamid = match self.execute(input.job.id, &action).await {
+                Ok(wamid) => wamid,
+                Err(failure) => {
+                    // The job may run again within milliseconds (a paced send): it must read
+                    // this run's sends as sent, or it would send them twice.
+                    if let Some((id, wamid)) = last_mark {
+                        self.ledger
+                            .mark_sent_committed(id, wamid, now_ms())
+                            .await
+                            .map_err(db_failure)?;
+                    }
+                    return Err(failure);
+                }
+            };
             self.ledger
-                .mark_sent(row.id, wamid, now_ms())
+                .mark_sent(row.id, wamid.clone(), now_ms())
                 .map_err(db_failure)?;
+            last_mark = Some((row.id, wamid));
             report.sent += 1;
         }
         Ok(report)

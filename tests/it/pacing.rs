@@ -12,6 +12,7 @@ use switchboard::pacing::{Pacer, Rates};
 
 use crate::payloads::{batch, message_received};
 use crate::test_app::{kapso_headers, metric, TestApp, SECRET};
+use crate::user_service::UserService;
 use tokio::task::JoinSet;
 
 const RECEIVED: &str = "whatsapp.message.received";
@@ -37,6 +38,15 @@ async fn sim(limit: SendLimit) -> SimulatedKapso {
 
 /// An echo route; `rates` is the `[kapso.send_rates]` table.
 fn config(sim: &SimulatedKapso, rates: &str, max_attempts: u32) -> String {
+    let echo = "[[routes]]\nname = \"echo\"\non = \"whatsapp.message.received\"\nhandler = { kind = \"reply\", text = \"echo: {{message.text}}\" }\n";
+    config_with_route(sim, rates, echo).replace(
+        "max_attempts = 1\n",
+        &format!("max_attempts = {max_attempts}\n"),
+    )
+}
+
+/// `route` (a `[[routes]]` entry), one attempt per job unless replaced.
+fn config_with_route(sim: &SimulatedKapso, rates: &str, route: &str) -> String {
     format!(
         r#"
 [kapso]
@@ -50,7 +60,7 @@ timeout_ms = 5000
 
 [jobs]
 workers = 8
-max_attempts = {max_attempts}
+max_attempts = 1
 backoff_base_ms = 20
 backoff_max_ms = 100
 poll_interval_ms = 200
@@ -58,11 +68,7 @@ poll_interval_ms = 200
 [buffer]
 enabled = false
 
-[[routes]]
-name = "echo"
-on = "whatsapp.message.received"
-handler = {{ kind = "reply", text = "echo: {{{{message.text}}}}" }}
-"#,
+{route}"#,
         base = sim.base_url()
     )
 }
@@ -266,4 +272,48 @@ async fn the_rate_comes_from_kapsos_phone_number_object_when_it_names_one() {
     );
     assert_eq!(pacer.load_tier_rates(&client).await, 0);
     assert_eq!(pacer.rate_of(BUSY), 80.0);
+}
+
+#[tokio::test]
+async fn a_job_paced_between_its_messages_sends_each_once() {
+    // 10 jobs, each answered by the user's service with 4 messages, on a number paced at
+    // 1,000/s: most jobs give their worker back between two of their messages and run again
+    // a millisecond or two later, before a sent mark queued without waiting would commit.
+    let sim = sim(SendLimit {
+        per_second: 1_000.0,
+        burst: 50.0,
+    })
+    .await;
+    let service = UserService::start().await;
+    let parts: Vec<Value> = (1..=4)
+        .map(|k| json!({ "text": format!("part {k}") }))
+        .collect();
+    for _ in 0..10 {
+        service.respond(200, json!({ "messages": parts }));
+    }
+    let route = format!(
+        "[[routes]]\nname = \"bot\"\non = \"whatsapp.message.received\"\nhandler = {{ kind = \"http\", url = \"{}\", timeout_ms = 5000 }}\n",
+        service.url
+    );
+    let config = config_with_route(&sim, &format!("\"{BUSY}\" = 1000"), &route);
+    let app = TestApp::spawn_with(&config).await;
+    deliver_backlog(&app, BUSY, 10).await;
+
+    let sends = sim.wait_for_sends(40, WAIT).await;
+    let jobs = settled(&app, 10).await;
+    assert!(
+        jobs.iter().all(|j| j == &("done".to_owned(), 1)),
+        "{jobs:?}"
+    );
+    assert_eq!(sim.sends().len(), 40, "no message went twice");
+    for k in 1..=4 {
+        let text = format!("part {k}");
+        let count = sends
+            .iter()
+            .filter(|s| s.body["text"]["body"] == text)
+            .count();
+        assert_eq!(count, 10, "{text}");
+    }
+    assert_eq!(service.received().len(), 10, "each plan was made once");
+    assert_eq!(sim.throttled(), Vec::<String>::new());
 }
