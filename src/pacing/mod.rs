@@ -274,6 +274,8 @@ impl Pacer {
             .or_insert_with(|| Lane::new(rate));
         let paused_us = lane.paused_until_ms.saturating_mul(1000);
         let hold_us = lane.interval_us().max(MIN_HOLD.as_micros() as i64);
+        // A job using its reservation had its wait observed when it was deferred.
+        let mut observed = false;
         let at_us = match reserved {
             // A reservation made before a pause began is void: the pause moved every slot.
             Some(r)
@@ -281,6 +283,7 @@ impl Pacer {
                     && r.at_us >= paused_us
                     && now_us.saturating_sub(r.at_us) <= LATE_SLOT.as_micros() as i64 =>
             {
+                observed = true;
                 r.at_us
             }
             _ => {
@@ -293,7 +296,9 @@ impl Pacer {
         let wait = Duration::from_micros(u64::try_from(wait_us).unwrap_or(0));
         if wait_us <= hold_us {
             drop(state);
-            self.metrics.observe_pacing_wait(wait);
+            if !observed {
+                self.metrics.observe_pacing_wait(wait);
+            }
             return Slot::Wait(wait);
         }
         if state.reservations.len() >= SWEEP_ABOVE {

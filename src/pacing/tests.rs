@@ -181,3 +181,20 @@ fn throttling_answers_are_told_apart() {
     );
     assert_eq!(Throttle::of(&kapso), Some(Throttle::Account));
 }
+
+#[test]
+fn each_send_observes_its_wait_once() {
+    let (pacer, time, metrics) = pacer(100.0, &[]);
+    let at = slots(&pacer, &time, 1, 3, A);
+    time.advance(Duration::from_millis((at[2] - time.now_ms()) as u64));
+    assert_eq!(pacer.reserve(3, A, None), Slot::Wait(Duration::ZERO));
+    let text = metrics.render();
+    assert!(
+        text.contains("switchboard_send_pacing_wait_seconds_count 3"),
+        "{text}"
+    );
+    assert!(
+        text.contains("switchboard_send_pacing_wait_seconds_sum 0.03"),
+        "{text}"
+    );
+}
