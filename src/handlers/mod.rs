@@ -311,7 +311,7 @@ impl Handlers {
                         ))
                     }
                 }
-                match kapso.send_message(phone_number_id, body).await {
+                match kapso.send_message_paced(phone_number_id, body).await {
                     Ok(sent) => {
                         self.pacer.accepted(phone_number_id, recipient);
                         Ok(Some(sent.message_id))

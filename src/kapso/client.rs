@@ -137,23 +137,36 @@ impl KapsoClient {
     }
 
     /// `POST /{phone_number_id}/messages` with a `WhatsappMessage` body. Retried on transient
-    /// failures, so a 5xx after Kapso had in fact accepted the message can send it twice.
-    /// Throttling answers (130429, 131056, 429, ...) are returned at once, not retried: the
-    /// caller's pacer ([`crate::pacing`]) decides when that number or recipient may send again.
+    /// failures (throttling included, honouring `Retry-After`), so a 5xx after Kapso had in
+    /// fact accepted the message can send it twice.
     pub async fn send_message(
         &self,
         phone_number_id: &str,
         body: &Value,
     ) -> Result<SendResponse, KapsoError> {
+        self.send(phone_number_id, body, OnThrottle::Retry).await
+    }
+
+    /// Like [`KapsoClient::send_message`], but a throttling answer (130429, 131056, 429, ...)
+    /// is returned at once, not retried: the caller's pacer ([`crate::pacing`]) decides when
+    /// that number or recipient may send again.
+    pub async fn send_message_paced(
+        &self,
+        phone_number_id: &str,
+        body: &Value,
+    ) -> Result<SendResponse, KapsoError> {
+        self.send(phone_number_id, body, OnThrottle::GiveBack).await
+    }
+
+    async fn send(
+        &self,
+        phone_number_id: &str,
+        body: &Value,
+        on_throttle: OnThrottle,
+    ) -> Result<SendResponse, KapsoError> {
         let url = join(&self.inner.meta_base, &[phone_number_id, "messages"])?;
         let raw: Value = self
-            .call_json_with(
-                "send_message",
-                Method::POST,
-                url,
-                Some(body),
-                OnThrottle::GiveBack,
-            )
+            .call_json_with("send_message", Method::POST, url, Some(body), on_throttle)
             .await?;
         let message_id = raw
             .pointer("/messages/0/id")

@@ -142,9 +142,9 @@ async fn reengagement_window_error_is_not_retried() {
 }
 
 #[tokio::test]
-async fn retry_after_is_honoured_before_retrying_a_failed_send() {
+async fn retry_after_is_honoured_before_retrying_a_throttled_send() {
     let (sim, client) = sim_and_client().await;
-    sim.script_sends([ScriptedResponse::server_error().with_retry_after("1")]);
+    sim.script_sends([ScriptedResponse::throttled(429, 130429).with_retry_after("1")]);
     let started = Instant::now();
 
     client
@@ -168,7 +168,7 @@ async fn retry_after_beyond_the_cap_waits_only_the_cap() {
         retry_after_cap: Duration::from_millis(20),
         ..fast_policy()
     });
-    sim.script_sends([ScriptedResponse::server_error().with_retry_after("3600")]);
+    sim.script_sends([ScriptedResponse::throttled(400, 131056).with_retry_after("3600")]);
     let started = Instant::now();
 
     client
@@ -187,7 +187,7 @@ async fn throttled_sends_are_handed_back_at_once_for_the_pacer() {
         sim.script_sends([ScriptedResponse::throttled(status, code).with_retry_after("7")]);
         let started = Instant::now();
         let err = client
-            .send_message(PHONE, &text_message("hi"))
+            .send_message_paced(PHONE, &text_message("hi"))
             .await
             .unwrap_err();
         assert!(started.elapsed() < Duration::from_secs(5), "not slept on");
