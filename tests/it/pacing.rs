@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use switchboard::clock::Clock;
 use switchboard::kapso::KapsoClient;
-use switchboard::kapso_sim::{RecordedSend, SendLimit, SimConfig, SimPhoneNumber, SimulatedKapso};
+use switchboard::kapso_sim::{
+    RecordedSend, ScriptedResponse, SendLimit, SimConfig, SimPhoneNumber, SimulatedKapso,
+};
 use switchboard::metrics::Metrics;
 use switchboard::pacing::{Pacer, Rates};
 
@@ -316,4 +318,64 @@ async fn a_job_paced_between_its_messages_sends_each_once() {
     }
     assert_eq!(service.received().len(), 10, "each plan was made once");
     assert_eq!(sim.throttled(), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn a_pair_rate_limit_holds_back_that_recipient_only() {
+    let sim = sim(SendLimit {
+        per_second: 1_000.0,
+        burst: 100.0,
+    })
+    .await;
+    // Meta's pair rate limit on the first send, asking for a 1 s wait.
+    sim.script(ScriptedResponse::throttled(400, 131056).with_retry_after("1"));
+    let app = TestApp::spawn_with(&config(&sim, "", 1)).await;
+    let to = |recipient: &str, wamid: &str| {
+        let mut item = message_received(wamid, &format!("conv-{recipient}"), "hi");
+        item["message"]["from"] = json!(recipient);
+        item
+    };
+    assert_eq!(
+        app.deliver(RECEIVED, &to("15550100201", "wamid.P1")).await,
+        200
+    );
+    let deadline = Instant::now() + WAIT;
+    while !sim.requests().iter().any(|r| r.status == 400) {
+        assert!(
+            Instant::now() < deadline,
+            "the scripted 131056 was never answered"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let throttled_at = Instant::now();
+    assert_eq!(
+        app.deliver(RECEIVED, &to("15550100202", "wamid.P2")).await,
+        200
+    );
+
+    let sends = sim.wait_for_sends(2, WAIT).await;
+    let recipients: Vec<_> = sends.iter().map(|s| s.body["to"].clone()).collect();
+    assert_eq!(
+        recipients,
+        [json!("15550100202"), json!("15550100201")],
+        "the other recipient did not wait for the paused one"
+    );
+    assert!(
+        sends[1].accepted_at >= throttled_at + Duration::from_millis(900),
+        "the paused recipient was messaged again before its Retry-After"
+    );
+    let jobs = settled(&app, 2).await;
+    assert!(
+        jobs.iter().all(|j| j == &("done".to_owned(), 1)),
+        "{jobs:?}"
+    );
+    let metrics = app.metrics().await;
+    assert_eq!(
+        metric(
+            &metrics,
+            "switchboard_sends_throttled_total",
+            &["limit=\"recipient\""]
+        ),
+        1.0
+    );
 }
