@@ -30,6 +30,7 @@ use crate::jobs::queue::LocalQueue;
 use crate::jobs::runner::Runner;
 use crate::kapso::KapsoClient;
 use crate::metrics::Metrics;
+use crate::pacing::{Pacer, Rates};
 use crate::retention::Retention;
 use crate::router::Router as Routes;
 use crate::sync::{self, SyncStatus};
@@ -67,6 +68,8 @@ pub struct App {
     kapso: Option<KapsoClient>,
     events_stored: Arc<Notify>,
     webhook_sync: watch::Sender<SyncStatus>,
+    /// Paces sends per business number; shared by the job workers.
+    pacer: Arc<Pacer>,
     /// The startup sync's client, when it runs: no per-call retries, since the sync itself
     /// retries with backoff (and so logs one error per outage, not one per call).
     sync_client: Option<KapsoClient>,
@@ -93,6 +96,11 @@ impl App {
         let lock = db::lock_for_server(&config.storage)?;
         let reads = db::open_reads(&config.storage, READ_CONNECTIONS).await?;
         let metrics = Arc::new(Metrics::new());
+        let pacer = Arc::new(Pacer::new(
+            Rates::from_config(&config.kapso),
+            clock.clone(),
+            metrics.clone(),
+        ));
         let priority = WritePriority::default();
         let health = WriteHealth::default();
         let (writes, write_task) = WriteQueue::start(
@@ -156,6 +164,7 @@ impl App {
             kapso,
             events_stored,
             webhook_sync: watch::Sender::new(sync_status),
+            pacer,
             sync_client,
         })
     }
@@ -226,12 +235,25 @@ impl App {
             reads: self.reads.clone(),
             queue: self.queue.clone(),
             router: self.routes.clone(),
-            handlers: Arc::new(Handlers::new(self.kapso.clone(), ledger)),
+            handlers: Arc::new(Handlers::new(
+                self.kapso.clone(),
+                ledger,
+                self.pacer.clone(),
+            )),
             config: self.config.jobs,
             metrics: self.metrics.clone(),
             clock: self.clock.clone(),
         });
         runner.spawn(tasks, shutdown);
+        if let Some(kapso) = self.kapso.clone() {
+            let (pacer, shutdown) = (self.pacer.clone(), shutdown.clone());
+            tasks.spawn(async move {
+                tokio::select! {
+                    _ = pacer.load_tier_rates(&kapso) => {}
+                    () = shutdown.cancelled() => {}
+                }
+            });
+        }
         tasks.spawn(
             Retention {
                 pool: self.pool.clone(),

@@ -20,6 +20,7 @@ pub mod kapso;
 pub mod kapso_sim;
 pub mod log_text;
 pub mod metrics;
+pub mod pacing;
 pub mod retention;
 pub mod router;
 pub mod secret;

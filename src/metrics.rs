@@ -50,6 +50,13 @@ pub struct ListenerLabels {
     pub listener: String,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ThrottleLabels {
+    pub phone_number_id: String,
+    /// What the answer limited: `number` (130429), `recipient` (131056), `account` (Kapso 429).
+    pub limit: String,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 pub struct Metrics {
@@ -79,6 +86,17 @@ pub struct Metrics {
     pub http_timeouts: Family<ListenerLabels, Counter>,
     /// Bytes held by request bodies being read or handled (bounded by `server.body_memory_bytes`).
     pub http_body_bytes: Gauge,
+    /// Sends Kapso answered with a throttling error, by business number and limit.
+    pub sends_throttled: Family<ThrottleLabels, Counter>,
+    /// How long each send waited for its number's slot (in a worker or re-queued).
+    pub send_pacing_wait: Histogram,
+}
+
+/// From no wait to the minutes a large backlog on one number can mean.
+fn pacing_wait_histogram() -> Histogram {
+    Histogram::new([
+        0.0, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0,
+    ])
 }
 
 /// Fine steps up to 100 ms, where the buffer's promise (flushed within 50 ms) lies.
@@ -196,8 +214,22 @@ impl Metrics {
             "Bytes held by request bodies being read or handled (at most server.body_memory_bytes)",
             http_body_bytes.clone(),
         );
+        let sends_throttled = Family::<ThrottleLabels, Counter>::default();
+        registry.register(
+            "sends_throttled",
+            "Sends Kapso answered with a throttling error (not counted as attempts), by number and limit",
+            sends_throttled.clone(),
+        );
+        let send_pacing_wait = pacing_wait_histogram();
+        registry.register(
+            "send_pacing_wait_seconds",
+            "How long sends waited for their business number's next slot",
+            send_pacing_wait.clone(),
+        );
         Metrics {
             registry,
+            sends_throttled,
+            send_pacing_wait,
             http_body_bytes,
             pruned_rows,
             http_connections,
@@ -253,6 +285,19 @@ impl Metrics {
 
     pub fn observe_flush_lateness(&self, late_ms: i64) {
         self.flush_lateness.observe(late_ms.max(0) as f64 / 1000.0);
+    }
+
+    pub fn count_throttled(&self, phone_number_id: &str, limit: &str) {
+        self.sends_throttled
+            .get_or_create(&ThrottleLabels {
+                phone_number_id: phone_number_id.to_owned(),
+                limit: limit.to_owned(),
+            })
+            .inc();
+    }
+
+    pub fn observe_pacing_wait(&self, wait: Duration) {
+        self.send_pacing_wait.observe(wait.as_secs_f64());
     }
 
     pub fn count_pruned(&self, table: &str, rows: u64) {

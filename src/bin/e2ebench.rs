@@ -8,7 +8,9 @@
 //! from the delivery's *scheduled* send time to the proxy call's arrival (open loop, so a
 //! stalled pipeline shows up as latency rather than as a slower sender).
 //!
-//! Messages are spread over `--conversations` conversations; the proxy checks that each
+//! Messages are spread over `--conversations` conversations, and the conversations over
+//! `--numbers` business numbers (conversation i is on number i mod N), as a real deployment
+//! sends from several numbers, each paced at its own rate; the proxy checks that each
 //! conversation's replies arrive once each and in the order they were sent, and the report
 //! gives the replies per `--window` seconds, so a pipeline that slows down shows.
 //!
@@ -30,7 +32,8 @@ use clap::Parser;
 use serde_json::{json, Value};
 use switchboard::ingest::signature::sign;
 
-const PHONE_NUMBER_ID: &str = "106540352242922";
+/// The first business number; the others follow it (`106540352242923`, ...).
+const FIRST_PHONE_NUMBER_ID: u64 = 106_540_352_242_922;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -60,6 +63,10 @@ struct Args {
     /// Conversations the messages are spread over (round robin).
     #[arg(long, default_value_t = 997)]
     conversations: usize,
+    /// Business numbers the conversations are spread over (switchboard paces each number
+    /// at its own rate, `kapso.default_send_rate` in the bench configs).
+    #[arg(long, default_value_t = 4)]
+    numbers: usize,
     /// Replies per window are reported for windows of this many seconds.
     #[arg(long, default_value_t = 5.0, value_name = "SECS")]
     window: f64,
@@ -200,7 +207,15 @@ async fn fake_proxy(
     }))
 }
 
-fn delivery(run: u64, seq: usize, conversation: usize, secret: &[u8]) -> (Vec<u8>, String) {
+fn delivery(
+    run: u64,
+    seq: usize,
+    conversation: usize,
+    numbers: usize,
+    secret: &[u8],
+) -> (Vec<u8>, String) {
+    let phone_number_id =
+        (FIRST_PHONE_NUMBER_ID + (conversation % numbers.max(1)) as u64).to_string();
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
@@ -211,9 +226,9 @@ fn delivery(run: u64, seq: usize, conversation: usize, secret: &[u8]) -> (Vec<u8
                      "kapso": { "direction": "inbound", "status": "received", "processing_status": "pending",
                                 "origin": "cloud_api", "has_media": false } },
         "conversation": { "id": format!("conv-{run:X}-{conversation}"), "status": "active",
-                          "phone_number_id": PHONE_NUMBER_ID },
+                          "phone_number_id": phone_number_id },
         "is_new_conversation": false,
-        "phone_number_id": PHONE_NUMBER_ID
+        "phone_number_id": phone_number_id
     })
     .to_string()
     .into_bytes();
@@ -225,8 +240,8 @@ async fn run(args: Args) -> Result<ExitCode> {
     if args.rate == 0 {
         bail!("--rate must be above 0");
     }
-    if args.conversations == 0 || args.concurrency == 0 || args.burst == 0 {
-        bail!("--conversations, --concurrency and --burst must be above 0");
+    if args.conversations == 0 || args.concurrency == 0 || args.burst == 0 || args.numbers == 0 {
+        bail!("--conversations, --concurrency, --burst and --numbers must be above 0");
     }
     if args.window <= 0.0 {
         bail!("--window must be above 0");
@@ -261,6 +276,7 @@ async fn run(args: Args) -> Result<ExitCode> {
         url: args.url.clone(),
         secret: args.secret.clone(),
         run_id: rand::random(),
+        numbers: args.numbers,
         statuses: Arc::default(),
         tracker: tracker.clone(),
     });
@@ -466,6 +482,8 @@ struct Sender {
     url: String,
     secret: String,
     run_id: u64,
+    /// Business numbers the conversations are spread over.
+    numbers: usize,
     statuses: Arc<Mutex<HashMap<u16, u64>>>,
     tracker: Arc<Tracker>,
 }
@@ -474,7 +492,13 @@ impl Sender {
     /// Posts delivery `seq` and counts its status.
     async fn post(&self, seq: usize) {
         let conversation = self.tracker.conversation(seq);
-        let (body, signature) = delivery(self.run_id, seq, conversation, self.secret.as_bytes());
+        let (body, signature) = delivery(
+            self.run_id,
+            seq,
+            conversation,
+            self.numbers,
+            self.secret.as_bytes(),
+        );
         let status = self
             .client
             .post(&self.url)

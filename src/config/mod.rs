@@ -92,6 +92,11 @@ pub struct KapsoConfig {
     pub timeout_ms: u64,
     /// Extra attempts of one call on 429, 5xx, 409 or a transport error (honouring Retry-After).
     pub max_retries: u32,
+    /// Messages per second each business number sends at when neither `send_rates` nor its
+    /// Kapso phone-number object says otherwise (Meta's default throughput is 80).
+    pub default_send_rate: f64,
+    /// Per-number rate overrides: `phone_number_id` → messages per second.
+    pub send_rates: std::collections::HashMap<String, f64>,
 }
 
 impl Default for KapsoConfig {
@@ -102,7 +107,34 @@ impl Default for KapsoConfig {
             graph_version: "v24.0".to_owned(),
             timeout_ms: 10_000,
             max_retries: 2,
+            default_send_rate: crate::pacing::tier::STANDARD_RATE,
+            send_rates: std::collections::HashMap::new(),
         }
+    }
+}
+
+/// Highest send rate accepted, messages per second (Meta's highest throughput is 1,000).
+pub const MAX_SEND_RATE: f64 = 10_000.0;
+
+impl KapsoConfig {
+    fn validate_send_rates(&self, file: &str) -> Result<(), ConfigError> {
+        let check = |key: String, rate: f64| {
+            if rate.is_finite() && rate > 0.0 && rate <= MAX_SEND_RATE {
+                return Ok(());
+            }
+            Err(ConfigError::Invalid {
+                file: file.to_owned(),
+                key,
+                message: format!(
+                    "{rate} is out of range: use messages per second above 0 and at most 10000 (default 80)"
+                ),
+            })
+        };
+        check("kapso.default_send_rate".to_owned(), self.default_send_rate)?;
+        for (number, rate) in &self.send_rates {
+            check(format!("kapso.send_rates.{number}"), *rate)?;
+        }
+        Ok(())
     }
 }
 
@@ -348,6 +380,7 @@ impl Config {
                 ),
             ));
         }
+        self.kapso.validate_send_rates(file)?;
         pipeline::validate_pipeline(self, file)?;
         if !(1..=100_000).contains(&self.storage.group_commit_max) {
             return Err(invalid(

@@ -9,6 +9,13 @@ use crate::config::template_message::{HeaderKind, TemplateButton, TemplateHeader
 use crate::event::str_at;
 use crate::template::{contact_phone, contact_user_id, render_json, RenderContext, Template};
 
+/// Who a message body is addressed to (`to`, else `recipient`): the pair-rate-limit key.
+pub fn recipient(body: &Value) -> Option<&str> {
+    body.get("to")
+        .or_else(|| body.get("recipient"))
+        .and_then(Value::as_str)
+}
+
 /// Fills `messaging_product`, `recipient_type` and `to` (or `recipient`, for contacts known only
 /// by a business-scoped user id) unless the body already has them.
 pub fn address(mut body: Map<String, Value>, customer: &Value) -> Result<Value, Failure> {

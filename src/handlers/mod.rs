@@ -8,6 +8,7 @@ pub mod conversations;
 pub mod http;
 pub mod store;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -16,6 +17,7 @@ use crate::clock::now_ms;
 use crate::config::HandlerConfig;
 use crate::inbox::store::StoredEvent;
 use crate::kapso::{KapsoClient, KapsoError, RetryHint};
+use crate::pacing::{Pacer, Slot, Throttle};
 use crate::router::Route;
 use crate::template::RenderContext;
 use crate::window::Window;
@@ -34,6 +36,9 @@ pub enum Failure {
     /// (131047). Final like [`Failure::Fatal`], unless the route has an `outside_window`
     /// template, which is then sent instead.
     WindowClosed(String),
+    /// Not a failure of the attempt: the send waits for its business number's (or recipient's)
+    /// pace. Queue again for this time (clock ms) without counting an attempt.
+    Deferred(String, i64),
 }
 
 impl Failure {
@@ -42,7 +47,8 @@ impl Failure {
             Failure::Retry(m)
             | Failure::RetryAfter(m, _)
             | Failure::Fatal(m)
-            | Failure::WindowClosed(m) => m,
+            | Failure::WindowClosed(m)
+            | Failure::Deferred(m, _) => m,
         }
     }
 }
@@ -137,15 +143,17 @@ pub struct Handlers {
     http: reqwest::Client,
     ledger: store::Ledger,
     conversations: Conversations,
+    pacer: Arc<Pacer>,
 }
 
 impl Handlers {
-    pub fn new(kapso: Option<KapsoClient>, ledger: store::Ledger) -> Handlers {
+    pub fn new(kapso: Option<KapsoClient>, ledger: store::Ledger, pacer: Arc<Pacer>) -> Handlers {
         Handlers {
             kapso,
             http: reqwest::Client::new(),
             conversations: Conversations::new(ledger.reads().clone()),
             ledger,
+            pacer,
         }
     }
 
@@ -172,22 +180,39 @@ impl Handlers {
                 .map_err(db_failure)?;
         }
         let mut report = RunReport::default();
+        // The last send of this run whose mark was queued, not awaited.
+        let mut last_mark: Option<(i64, Option<String>)> = None;
         for row in &rows {
             if row.state == "sent" {
                 report.already_sent += 1;
                 continue;
             }
             let action = Action::from_row(row)?;
-            let wamid = match self.execute(&action).await {
+            let wamid = match self.execute(input.job.id, &action).await {
+                Ok(wamid) => Ok(wamid),
                 Err(Failure::WindowClosed(reason)) => {
-                    self.send_outside_window(input, row, &action, reason)
-                        .await?
+                    self.send_outside_window(input, row, &action, reason).await
                 }
-                other => other?,
+                Err(failure) => Err(failure),
+            };
+            let wamid = match wamid {
+                Ok(wamid) => wamid,
+                Err(failure) => {
+                    // The job may run again within milliseconds (a paced send): it must read
+                    // this run's sends as sent, or it would send them twice.
+                    if let Some((id, wamid)) = last_mark {
+                        self.ledger
+                            .mark_sent_committed(id, wamid, now_ms())
+                            .await
+                            .map_err(db_failure)?;
+                    }
+                    return Err(failure);
+                }
             };
             self.ledger
-                .mark_sent(row.id, wamid, now_ms())
+                .mark_sent(row.id, wamid.clone(), now_ms())
                 .map_err(db_failure)?;
+            last_mark = Some((row.id, wamid));
             report.sent += 1;
         }
         Ok(report)
@@ -274,10 +299,13 @@ impl Handlers {
             .map_err(db_failure)?;
         tracing::info!(route = %input.route.name, job.id = input.job.id, template = %spec.name,
             refused = %reason, "24-hour window closed: sending the outside_window template instead");
-        self.execute(&Action::Send {
-            phone_number_id: phone_number_id.clone(),
-            body,
-        })
+        self.execute(
+            input.job.id,
+            &Action::Send {
+                phone_number_id: phone_number_id.clone(),
+                body,
+            },
+        )
         .await
     }
 
@@ -417,8 +445,9 @@ impl Handlers {
         }
     }
 
-    /// One call to Kapso; returns the wamid of a sent message.
-    async fn execute(&self, action: &Action) -> Result<Option<String>, Failure> {
+    /// One call to Kapso; returns the wamid of a sent message. A message waits for its
+    /// number's pace first ([`Pacer::reserve`]).
+    async fn execute(&self, job: i64, action: &Action) -> Result<Option<String>, Failure> {
         let kapso = self.kapso.as_ref().ok_or_else(|| {
             Failure::Fatal("kapso.api_key is not configured; cannot call Kapso".into())
         })?;
@@ -426,11 +455,39 @@ impl Handlers {
             Action::Send {
                 phone_number_id,
                 body,
-            } => kapso
-                .send_message(phone_number_id, body)
-                .await
-                .map(|sent| Some(sent.message_id))
-                .map_err(kapso_failure),
+            } => {
+                let recipient = compose::recipient(body);
+                match self.pacer.reserve(job, phone_number_id, recipient) {
+                    Slot::Wait(wait) if wait.is_zero() => {}
+                    Slot::Wait(wait) => tokio::time::sleep(wait).await,
+                    Slot::Defer(at) => {
+                        return Err(Failure::Deferred(
+                            format!("paced: {phone_number_id} sends at its allowed rate"),
+                            at,
+                        ))
+                    }
+                }
+                match kapso.send_message_paced(phone_number_id, body).await {
+                    Ok(sent) => {
+                        self.pacer.accepted(phone_number_id, recipient);
+                        Ok(Some(sent.message_id))
+                    }
+                    Err(err) => match Throttle::of(&err) {
+                        Some(kind) => {
+                            let at = self.pacer.throttled(
+                                kind,
+                                phone_number_id,
+                                recipient,
+                                err.retry_after(),
+                            );
+                            tracing::warn!(phone_number_id = %phone_number_id, limit = kind.label(),
+                                error = %err, "send throttled; paced, not counted as an attempt");
+                            Err(Failure::Deferred(format!("kapso: {err}"), at))
+                        }
+                        None => Err(kapso_failure(err)),
+                    },
+                }
+            }
             Action::MarkRead {
                 phone_number_id,
                 message_id,

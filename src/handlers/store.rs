@@ -91,6 +91,17 @@ impl Ledger {
     pub fn mark_sent(&self, id: i64, wamid: Option<String>, at: i64) -> Result<(), WriteError> {
         self.sent.send(SentMark { id, wamid, at })
     }
+
+    /// Marks `id` sent (again: the mark is idempotent) and waits for the commit. Marks are
+    /// written in order, so every mark queued before it has committed too.
+    pub async fn mark_sent_committed(
+        &self,
+        id: i64,
+        wamid: Option<String>,
+        at: i64,
+    ) -> Result<(), WriteError> {
+        self.sent.write(SentMark { id, wamid, at }).await
+    }
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]

@@ -237,9 +237,10 @@ impl LocalQueue {
         let now = self.clock.now_ms();
         let id = job.id;
         let retry_at = match &finish {
-            Finish::RetryAt { at, .. } => Some(*at),
+            Finish::RetryAt { at, .. } | Finish::Deferred { at } => Some(*at),
             Finish::Done | Finish::Dead { .. } => None,
         };
+        let deferred = matches!(finish, Finish::Deferred { .. });
         let is_dead = matches!(finish, Finish::Dead { .. });
         let logged = self.log.send(JobLog::Finish {
             id,
@@ -257,7 +258,16 @@ impl LocalQueue {
                         self.dead.fetch_add(1, Ordering::Relaxed);
                     }
                 }
-                Some(at) => state.schedule.requeue(id, at),
+                Some(at) => {
+                    if deferred {
+                        // The attempt is given back; what it planned is in the ledger now.
+                        if let Some(job) = state.jobs.get_mut(&id) {
+                            job.attempts = job.attempts.saturating_sub(1);
+                            job.fresh = false;
+                        }
+                    }
+                    state.schedule.requeue(id, at);
+                }
             }
             self.publish(&state);
         }

@@ -35,6 +35,10 @@ pub fn decide(
     config: &JobsConfig,
     rng: &mut impl Rng,
 ) -> Decision {
+    if let Failure::Deferred(_, at) = failure {
+        // Pacing is not a failed attempt: it never dead-letters.
+        return Decision::RetryAt(*at);
+    }
     if matches!(failure, Failure::Fatal(_) | Failure::WindowClosed(_)) || attempts >= max_attempts {
         return Decision::Dead;
     }

@@ -127,6 +127,10 @@ impl Runner {
         failure: &Failure,
         now: i64,
     ) -> (Finish, &'static str) {
+        if let Failure::Deferred(reason, at) = failure {
+            tracing::debug!(reason = %reason, run_in_ms = at - now, "job deferred");
+            return (Finish::Deferred { at: *at }, "deferred");
+        }
         let attempts = u32::try_from(job.attempts).unwrap_or(u32::MAX);
         let max_attempts = u32::try_from(job.max_attempts).unwrap_or(1);
         let decision = decide(

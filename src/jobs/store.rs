@@ -224,6 +224,11 @@ pub enum Finish {
     Dead {
         error: String,
     },
+    /// Not an attempt: the job waits for its send's pace (see `crate::pacing`). Queued again
+    /// to run at this time (Unix ms), with the attempt it just took given back.
+    Deferred {
+        at: i64,
+    },
 }
 
 /// One entry of the job log the queue keeps in the table: a claim or an outcome.
@@ -295,12 +300,21 @@ fn fold_log(entries: Vec<JobLog>) -> Vec<LoggedRow> {
                 at,
                 ..
             } => {
+                if let Finish::Deferred { at: later } = finish {
+                    row.state = "queued";
+                    row.attempts = attempt.saturating_sub(1).max(0);
+                    row.lease_owner = None;
+                    row.run_at = Some(later);
+                    row.updated_at = at;
+                    continue;
+                }
                 let (state, run_at, finished_at, error) = match finish {
                     Finish::Done => ("done", None, Some(at), None),
                     Finish::RetryAt { at: retry, error } => {
                         ("queued", Some(retry), None, Some(error))
                     }
                     Finish::Dead { error } => ("dead", None, Some(at), Some(error)),
+                    Finish::Deferred { .. } => continue,
                 };
                 row.state = state;
                 row.attempts = attempt;

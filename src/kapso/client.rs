@@ -20,6 +20,16 @@ use super::dto::SendResponse;
 use super::error::KapsoError;
 use super::retry::{RetryHint, RetryPolicy};
 use crate::config::KapsoConfig;
+use crate::pacing::Throttle;
+
+/// What a call does with a throttling answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OnThrottle {
+    /// Retry it like any transient failure (Platform API calls).
+    Retry,
+    /// Hand it back to the caller, who paces sends.
+    GiveBack,
+}
 
 /// Page size used when listing (Kapso's documented default).
 pub const DEFAULT_PAGE_SIZE: u32 = 20;
@@ -127,15 +137,36 @@ impl KapsoClient {
     }
 
     /// `POST /{phone_number_id}/messages` with a `WhatsappMessage` body. Retried on transient
-    /// failures, so a 5xx after Kapso had in fact accepted the message can send it twice.
+    /// failures (throttling included, honouring `Retry-After`), so a 5xx after Kapso had in
+    /// fact accepted the message can send it twice.
     pub async fn send_message(
         &self,
         phone_number_id: &str,
         body: &Value,
     ) -> Result<SendResponse, KapsoError> {
+        self.send(phone_number_id, body, OnThrottle::Retry).await
+    }
+
+    /// Like [`KapsoClient::send_message`], but a throttling answer (130429, 131056, 429, ...)
+    /// is returned at once, not retried: the caller's pacer ([`crate::pacing`]) decides when
+    /// that number or recipient may send again.
+    pub async fn send_message_paced(
+        &self,
+        phone_number_id: &str,
+        body: &Value,
+    ) -> Result<SendResponse, KapsoError> {
+        self.send(phone_number_id, body, OnThrottle::GiveBack).await
+    }
+
+    async fn send(
+        &self,
+        phone_number_id: &str,
+        body: &Value,
+        on_throttle: OnThrottle,
+    ) -> Result<SendResponse, KapsoError> {
         let url = join(&self.inner.meta_base, &[phone_number_id, "messages"])?;
         let raw: Value = self
-            .call_json("send_message", Method::POST, url, Some(body))
+            .call_json_with("send_message", Method::POST, url, Some(body), on_throttle)
             .await?;
         let message_id = raw
             .pointer("/messages/0/id")
@@ -187,11 +218,25 @@ impl KapsoClient {
         url: Url,
         body: Option<&impl Serialize>,
     ) -> Result<T, KapsoError> {
+        self.call_json_with(op, method, url, body, OnThrottle::Retry)
+            .await
+    }
+
+    async fn call_json_with<T: DeserializeOwned>(
+        &self,
+        op: &'static str,
+        method: Method,
+        url: Url,
+        body: Option<&impl Serialize>,
+        on_throttle: OnThrottle,
+    ) -> Result<T, KapsoError> {
         let body = body
             .map(|b| serde_json::to_vec(b).map(Bytes::from))
             .transpose()
             .map_err(encode_error)?;
-        let bytes = self.execute(op, method, url, body).await?;
+        let bytes = self
+            .execute_with(op, method, url, body, on_throttle)
+            .await?;
         serde_json::from_slice(&bytes).map_err(|e| KapsoError::Decode {
             message: format!("{op}: {e}"),
         })
@@ -205,6 +250,18 @@ impl KapsoClient {
         method: Method,
         url: Url,
         body: Option<Bytes>,
+    ) -> Result<Bytes, KapsoError> {
+        self.execute_with(op, method, url, body, OnThrottle::Retry)
+            .await
+    }
+
+    async fn execute_with(
+        &self,
+        op: &'static str,
+        method: Method,
+        url: Url,
+        body: Option<Bytes>,
+        on_throttle: OnThrottle,
     ) -> Result<Bytes, KapsoError> {
         let inner = &self.inner;
         let key = inner.api_key.as_ref().ok_or(KapsoError::MissingApiKey)?;
@@ -223,7 +280,9 @@ impl KapsoClient {
                 }
                 Err(err) => err,
             };
-            if retry >= inner.max_retries {
+            if retry >= inner.max_retries
+                || (on_throttle == OnThrottle::GiveBack && Throttle::of(&err).is_some())
+            {
                 return Err(err);
             }
             let delay = match err.retry_hint() {

@@ -278,6 +278,9 @@ pub struct PhoneNumber {
     pub inbound_processing_enabled: Option<bool>,
     #[serde(default)]
     pub throughput_tier: Option<String>,
+    /// Shared with the WhatsApp Business app: Meta fixes its throughput at 20 messages/s.
+    #[serde(default)]
+    pub is_coexistence: Option<bool>,
     #[serde(default)]
     pub whatsapp_business_manager_messaging_limit: Option<MessagingLimit>,
 }

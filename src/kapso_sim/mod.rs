@@ -12,6 +12,7 @@ mod proxy;
 pub mod samples;
 mod shapes;
 mod state;
+mod throughput;
 mod webhooks;
 
 use std::net::SocketAddr;
@@ -31,6 +32,7 @@ pub use deliver::{
 
 pub use proxy::ScriptedResponse;
 pub use shapes::WebhookShape;
+pub use throughput::SendLimit;
 
 use crate::config::KapsoConfig;
 use crate::secret::Secret;
@@ -44,6 +46,8 @@ pub struct SimPhoneNumber {
     pub display_phone_number: String,
     pub name: String,
     pub business_account_id: Option<String>,
+    /// `throughput_tier` of the phone-number object (Kapso's OpenAPI example: `TIER_10K`).
+    pub throughput_tier: Option<String>,
 }
 
 impl SimPhoneNumber {
@@ -53,6 +57,7 @@ impl SimPhoneNumber {
             display_phone_number: display_phone_number.to_owned(),
             name: "Support Line".to_owned(),
             business_account_id: Some("102290129340398".to_owned()),
+            throughput_tier: Some("TIER_10K".to_owned()),
         }
     }
 }
@@ -74,6 +79,9 @@ pub struct SimConfig {
     pub delivery: DeliveryOptions,
     /// Which documented shape webhook objects have in the Platform API's answers.
     pub webhook_shape: WebhookShape,
+    /// Meta's per-number throughput limit, enforced on messages (not read receipts): over it a
+    /// send is refused with 130429. `None`: unlimited.
+    pub send_limit: Option<SendLimit>,
 }
 
 impl Default for SimConfig {
@@ -87,6 +95,7 @@ impl Default for SimConfig {
             status_webhooks: false,
             delivery: DeliveryOptions::default(),
             webhook_shape: WebhookShape::default(),
+            send_limit: None,
         }
     }
 }
@@ -114,6 +123,8 @@ pub struct RecordedSend {
     pub api_key: Option<String>,
     pub authorization: Option<String>,
     pub content_type: Option<String>,
+    /// When the sim accepted it.
+    pub accepted_at: std::time::Instant,
 }
 
 impl RecordedSend {
@@ -198,6 +209,11 @@ impl SimulatedKapso {
 
     pub fn sends(&self) -> Vec<RecordedSend> {
         self.state.read(|r| r.sends.clone())
+    }
+
+    /// Messages refused with 130429 by [`SimConfig::send_limit`], by `phone_number_id`.
+    pub fn throttled(&self) -> Vec<String> {
+        self.state.read(|r| r.throttled.clone())
     }
 
     pub fn deliveries(&self) -> Vec<DeliveryReport> {

@@ -33,6 +33,15 @@ pub(crate) fn graph_error(status: u16, code: i64, message: &str) -> Response {
     (status, Json(body)).into_response()
 }
 
+/// Meta's answer over a number's throughput (130429), as its error-code reference shows it.
+fn rate_limit_hit() -> Response {
+    let body = json!({"error": {"message": "(#130429) Rate limit hit", "type": "OAuthException",
+        "code": 130429, "error_data": {"messaging_product": "whatsapp",
+            "details": "Message failed to send because there were too many messages sent from this phone number in a short period of time"},
+        "fbtrace_id": "SimKapsoTrace"}});
+    (StatusCode::BAD_REQUEST, Json(body)).into_response()
+}
+
 fn scripted(response: ScriptedResponse) -> Response {
     let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut headers = HeaderMap::new();
@@ -90,6 +99,19 @@ async fn send(
         Ok(request) => request,
         Err(message) => return graph_error(400, 100, &message),
     };
+    if let (ProxyRequest::Message { .. }, Some(limit)) = (&request, state.config.send_limit) {
+        let now = std::time::Instant::now();
+        let admitted = state.write(|r| {
+            let admitted = r.buckets.take(limit, &phone, now);
+            if !admitted {
+                r.throttled.push(phone.clone());
+            }
+            admitted
+        });
+        if !admitted {
+            return rate_limit_hit();
+        }
+    }
     let (wamid, message) = match request {
         ProxyRequest::MarkRead { message_id } => (message_id, None),
         ProxyRequest::Message { kind, recipient } => (new_wamid(), Some((kind, recipient))),
@@ -101,6 +123,7 @@ async fn send(
         api_key,
         authorization,
         content_type: header(&headers, "content-type"),
+        accepted_at: std::time::Instant::now(),
     };
     state.write(|r| r.sends.push(recorded));
     let Some((kind, recipient)) = message else {

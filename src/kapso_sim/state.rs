@@ -38,6 +38,9 @@ pub(crate) struct Records {
     pub sends: Vec<RecordedSend>,
     pub deliveries: Vec<DeliveryReport>,
     pub script: VecDeque<ScriptedResponse>,
+    /// Numbers of the messages refused for going over `send_limit`, in order.
+    pub throttled: Vec<String>,
+    pub buckets: super::throughput::Buckets,
     next_seq: u64,
     last_millis: i128,
 }
@@ -266,7 +269,7 @@ pub(crate) fn phone_number_objects(numbers: &[SimPhoneNumber]) -> Vec<Value> {
                 "code_verification_status": "VERIFIED",
                 "name_status": "APPROVED",
                 "status": "CONNECTED",
-                "throughput_tier": "TIER_10K",
+                "throughput_tier": number.throughput_tier,
                 "whatsapp_business_manager_messaging_limit": "10000",
                 "is_official_business_account": false,
                 "is_pin_enabled": true,

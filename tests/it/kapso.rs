@@ -182,6 +182,24 @@ async fn retry_after_beyond_the_cap_waits_only_the_cap() {
 }
 
 #[tokio::test]
+async fn throttled_sends_are_handed_back_at_once_for_the_pacer() {
+    let (sim, client) = sim_and_client().await;
+    for (status, code) in [(400, 130429), (429, 130429), (400, 131056)] {
+        sim.script_sends([ScriptedResponse::throttled(status, code).with_retry_after("7")]);
+        let started = Instant::now();
+        let err = client
+            .send_message_paced(PHONE, &text_message("hi"))
+            .await
+            .unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(5), "not slept on");
+        assert_eq!(err.graph_code(), Some(code));
+        assert_eq!(err.retry_after(), Some(Duration::from_secs(7)));
+    }
+    assert_eq!(message_posts(&sim), 3, "no retries inside the call");
+    assert!(sim.sends().is_empty());
+}
+
+#[tokio::test]
 async fn in_flight_conflict_is_retried_but_insufficient_credits_is_final() {
     let (sim, client) = sim_and_client().await;
     sim.script_sends([ScriptedResponse::in_flight()]);

@@ -15,6 +15,7 @@ mod ingest;
 mod kapso;
 mod meta_webhooks;
 mod net_limits;
+mod pacing;
 mod payload_examples;
 mod payloads;
 mod pipeline;

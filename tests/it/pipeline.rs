@@ -24,7 +24,8 @@ pub(crate) async fn sim() -> SimulatedKapso {
     .unwrap()
 }
 
-/// Kapso pointed at the simulator, fast retries, buffering off unless a route turns it on.
+/// Kapso pointed at the simulator, fast retries, sends not held back by pacing, buffering off
+/// unless a route turns it on.
 pub(crate) fn pipeline_config(sim: &SimulatedKapso, routes: &str) -> String {
     pipeline_config_with_lease(sim, 10_000, routes)
 }
@@ -37,6 +38,9 @@ base_url = "{base}"
 api_key = "{API_KEY}"
 max_retries = 0
 timeout_ms = 5000
+# These tests are about the pipeline (order, crashes, many replies in flight), not the pace of
+# a number (tests/it/pacing.rs): the number may send as fast as the pipeline does.
+default_send_rate = 10000
 
 [jobs]
 workers = 4
