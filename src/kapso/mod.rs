@@ -5,6 +5,7 @@
 pub mod client;
 pub mod dto;
 pub mod error;
+pub mod history;
 mod platform;
 pub mod retry;
 
@@ -14,4 +15,5 @@ pub use dto::{
     UndecodableWebhook, WebhookFilter, WebhookKind, WebhookList, WebhookPatch, WebhookRequest,
 };
 pub use error::{GraphError, KapsoError};
+pub use history::{MessagePage, MessageQuery};
 pub use retry::{ErrorCategory, RetryHint, RetryPolicy};

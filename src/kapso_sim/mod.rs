@@ -4,6 +4,7 @@
 //! Used by `switchboard demo` and by tests; it never talks to anything but the URLs it is given.
 
 pub mod deliver;
+mod history;
 mod messages;
 mod outgoing;
 mod paging;
@@ -299,6 +300,15 @@ impl SimulatedKapso {
         payloads: Vec<Value>,
         opts: &DeliveryOptions,
     ) -> Result<DeliveryReport, DeliveryError> {
+        // Kapso keeps the messages it delivers, whether or not the delivery succeeds.
+        self.state.write(|r| {
+            for payload in &payloads {
+                let now = r.now_ms();
+                if let Some(entry) = history::inbound_entry(event_type, payload, now) {
+                    r.history.push(entry);
+                }
+            }
+        });
         let report = deliver::deliver(
             &self.state.http,
             target,

@@ -19,7 +19,10 @@ use super::RecordedSend;
 
 pub(crate) fn router(state: Arc<SimState>) -> Router {
     Router::new()
-        .route("/{version}/{phone_number_id}/messages", post(send))
+        .route(
+            "/{version}/{phone_number_id}/messages",
+            post(send).get(super::history::list),
+        )
         .fallback(|| async { graph_error(404, 100, "Unknown path components") })
         .with_state(state)
 }
@@ -54,6 +57,43 @@ fn scripted(response: ScriptedResponse) -> Response {
     (status, headers, Json(response.body)).into_response()
 }
 
+/// The answer to a proxy request with a bad key, an unknown Graph version or an unknown
+/// number; `None` when it may proceed.
+pub(crate) fn refuse(
+    state: &SimState,
+    headers: &HeaderMap,
+    version: &str,
+    phone: &str,
+) -> Option<Response> {
+    let api_key = header(headers, "x-api-key");
+    let authorization = header(headers, "authorization");
+    let key = &state.config.api_key;
+    let bearer = authorization
+        .as_deref()
+        .and_then(|a| a.strip_prefix("Bearer "));
+    if api_key.as_deref() != Some(key.as_str()) && bearer != Some(key.as_str()) {
+        return Some(graph_error(
+            401,
+            190,
+            "Invalid OAuth access token - Cannot parse access token",
+        ));
+    }
+    if version != state.config.graph_version {
+        return Some(graph_error(
+            400,
+            2500,
+            &format!("Unknown path components: /{version}"),
+        ));
+    }
+    if state.phone_number(phone).is_none() {
+        let message = format!(
+            "(#100) Unsupported post request. Object with ID '{phone}' does not exist, cannot be loaded due to missing permissions, or does not support this operation"
+        );
+        return Some(graph_error(404, 100, &message));
+    }
+    None
+}
+
 fn header(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get(name)
@@ -69,25 +109,8 @@ async fn send(
 ) -> Response {
     let api_key = header(&headers, "x-api-key");
     let authorization = header(&headers, "authorization");
-    let key = &state.config.api_key;
-    let bearer = authorization
-        .as_deref()
-        .and_then(|a| a.strip_prefix("Bearer "));
-    if api_key.as_deref() != Some(key.as_str()) && bearer != Some(key.as_str()) {
-        return graph_error(
-            401,
-            190,
-            "Invalid OAuth access token - Cannot parse access token",
-        );
-    }
-    if version != state.config.graph_version {
-        return graph_error(400, 2500, &format!("Unknown path components: /{version}"));
-    }
-    if state.phone_number(&phone).is_none() {
-        let message = format!(
-            "(#100) Unsupported post request. Object with ID '{phone}' does not exist, cannot be loaded due to missing permissions, or does not support this operation"
-        );
-        return graph_error(404, 100, &message);
+    if let Some(refused) = refuse(&state, &headers, &version, &phone) {
+        return refused;
     }
     if let Some(response) = state.write(|r| r.script.pop_front()) {
         return scripted(response);
@@ -125,7 +148,15 @@ async fn send(
         content_type: header(&headers, "content-type"),
         accepted_at: std::time::Instant::now(),
     };
-    state.write(|r| r.sends.push(recorded));
+    state.write(|r| {
+        if message.is_some() {
+            let now = r.now_ms();
+            r.history.push(super::history::outbound_entry(
+                &phone, &wamid, &body, None, now,
+            ));
+        }
+        r.sends.push(recorded)
+    });
     let Some((kind, recipient)) = message else {
         return Json(json!({ "success": true })).into_response();
     };

@@ -37,6 +37,8 @@ pub(crate) struct Records {
     pub requests: Vec<RecordedRequest>,
     pub sends: Vec<RecordedSend>,
     pub deliveries: Vec<DeliveryReport>,
+    /// The message history (`GET /{phone_number_id}/messages`), in the order stored.
+    pub history: Vec<super::history::HistoryEntry>,
     pub script: VecDeque<ScriptedResponse>,
     /// Numbers of the messages refused for going over `send_limit`, in order.
     pub throttled: Vec<String>,
@@ -49,6 +51,14 @@ impl Records {
     pub fn next_seq(&mut self) -> u64 {
         self.next_seq += 1;
         self.next_seq
+    }
+
+    /// Now in Unix ms, strictly increasing (shared with [`Records::now_iso`]).
+    pub fn now_ms(&mut self) -> i128 {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
+        let millis = now.max(self.last_millis + 1);
+        self.last_millis = millis;
+        millis
     }
 
     /// Now as `2026-01-02T03:04:05.678Z`, strictly increasing so `updated_at` always moves.

@@ -4,6 +4,7 @@
 
 mod conformance;
 mod delivery;
+mod history;
 mod openapi;
 mod shapes;
 mod webhooks;
