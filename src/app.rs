@@ -11,7 +11,7 @@ use axum::Router;
 use sqlx::SqlitePool;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify};
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::{AbortHandle, JoinHandle, JoinSet};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -346,6 +346,13 @@ impl App {
         } = self;
         drop(queue);
         drop(inbox);
+        // If this future is dropped before it finishes (a test's simulated crash), the tasks
+        // outside the JoinSet go with it instead of writing on beside the next server.
+        let _abort_on_drop = AbortOnDrop(vec![
+            checkpoints.abort_handle(),
+            write_task.abort_handle(),
+            writer.abort_handle(),
+        ]);
         let grace = Duration::from_millis(config.server.shutdown_grace_ms);
         if let Ok(addr) = endpoints[0].listener.local_addr() {
             tracing::info!(%addr, webhooks = config.webhooks.len(), routes = config.routes.len(), "switchboard listening");
@@ -418,4 +425,15 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     App::build(config).await?.serve(listener, shutdown).await
+}
+
+/// Aborts its tasks when dropped (a no-op for those that have finished).
+struct AbortOnDrop(Vec<AbortHandle>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
 }

@@ -3,6 +3,7 @@
 //! then sends what is not yet confirmed. A retried job resumes the recorded plan, so a message
 //! Kapso confirmed is never sent twice.
 
+pub mod accepted;
 pub mod compose;
 pub mod conversations;
 pub mod http;
@@ -144,6 +145,11 @@ pub struct Handlers {
     ledger: store::Ledger,
     conversations: Conversations,
     pacer: Arc<Pacer>,
+    /// When this process's handlers started (Unix ms): a row planned before may have been in
+    /// flight when the previous process stopped.
+    started_at_ms: i64,
+    /// Rows whose send in this process ended without knowing whether Kapso accepted it.
+    unknown_outcome: std::sync::Mutex<std::collections::HashSet<i64>>,
 }
 
 impl Handlers {
@@ -154,7 +160,74 @@ impl Handlers {
             conversations: Conversations::new(ledger.reads().clone()),
             ledger,
             pacer,
+            started_at_ms: now_ms(),
+            unknown_outcome: std::sync::Mutex::default(),
         }
+    }
+
+    fn forget_unknown(&self, row_id: i64) {
+        self.unknown_outcome
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&row_id);
+    }
+
+    /// Whether an earlier send of `row` may have reached Kapso.
+    fn may_have_gone_out(&self, row: &store::OutboundRow) -> bool {
+        row.action == "send"
+            && (row.created_at < self.started_at_ms
+                || self
+                    .unknown_outcome
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .contains(&row.id))
+    }
+
+    /// Kapso's wamid for `row` if Kapso already holds the message it would send; `None` when
+    /// it does not. Fails (to be retried) when Kapso's history cannot be read: never resend
+    /// blindly.
+    async fn already_accepted(
+        &self,
+        row: &store::OutboundRow,
+        action: &Action,
+    ) -> Result<Option<String>, Failure> {
+        let (
+            Some(kapso),
+            Action::Send {
+                phone_number_id,
+                body,
+            },
+        ) = (self.kapso.as_ref(), action)
+        else {
+            return Ok(None);
+        };
+        let mut after = None;
+        for _ in 0..accepted::MAX_PAGES {
+            let page = kapso
+                .list_messages(phone_number_id, &accepted::query(row.created_at, after))
+                .await
+                .map_err(|e| {
+                    Failure::Retry(format!(
+                        "whether Kapso accepted outbound #{} is unknown and its history cannot be read ({e}); not resent blindly",
+                        row.id
+                    ))
+                })?;
+            for listed in &page.messages {
+                let Some(wamid) = listed.get("id").and_then(Value::as_str) else {
+                    continue;
+                };
+                if accepted::same_message(body, listed)
+                    && !self.ledger.knows_wamid(wamid).await.map_err(db_failure)?
+                {
+                    return Ok(Some(wamid.to_owned()));
+                }
+            }
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return Ok(None),
+            }
+        }
+        Ok(None)
     }
 
     /// Runs a job to completion or to its first failure.
@@ -188,7 +261,20 @@ impl Handlers {
                 continue;
             }
             let action = Action::from_row(row)?;
-            let wamid = match self.execute(input.job.id, &action).await {
+            if self.may_have_gone_out(row) {
+                if let Some(wamid) = self.already_accepted(row, &action).await? {
+                    tracing::info!(job.id = input.job.id, outbound.id = row.id, wamid = %wamid,
+                        "Kapso had accepted this message before: marked sent, not sent again");
+                    self.ledger
+                        .mark_sent(row.id, Some(wamid.clone()), now_ms())
+                        .map_err(db_failure)?;
+                    self.forget_unknown(row.id);
+                    last_mark = Some((row.id, Some(wamid)));
+                    report.already_sent += 1;
+                    continue;
+                }
+            }
+            let wamid = match self.execute(input.job.id, row.id, &action).await {
                 Ok(wamid) => Ok(wamid),
                 Err(Failure::WindowClosed(reason)) => {
                     self.send_outside_window(input, row, &action, reason).await
@@ -209,6 +295,7 @@ impl Handlers {
                     return Err(failure);
                 }
             };
+            self.forget_unknown(row.id);
             self.ledger
                 .mark_sent(row.id, wamid.clone(), now_ms())
                 .map_err(db_failure)?;
@@ -301,6 +388,7 @@ impl Handlers {
             refused = %reason, "24-hour window closed: sending the outside_window template instead");
         self.execute(
             input.job.id,
+            row.id,
             &Action::Send {
                 phone_number_id: phone_number_id.clone(),
                 body,
@@ -445,9 +533,15 @@ impl Handlers {
         }
     }
 
-    /// One call to Kapso; returns the wamid of a sent message. A message waits for its
-    /// number's pace first ([`Pacer::reserve`]).
-    async fn execute(&self, job: i64, action: &Action) -> Result<Option<String>, Failure> {
+    /// One call to Kapso for outbound row `row_id`; returns the wamid of a sent message. A
+    /// message waits for its number's pace first ([`Pacer::reserve`]). A send whose outcome is
+    /// unknown marks the row, so its next attempt reads Kapso's history before sending.
+    async fn execute(
+        &self,
+        job: i64,
+        row_id: i64,
+        action: &Action,
+    ) -> Result<Option<String>, Failure> {
         let kapso = self.kapso.as_ref().ok_or_else(|| {
             Failure::Fatal("kapso.api_key is not configured; cannot call Kapso".into())
         })?;
@@ -483,6 +577,15 @@ impl Handlers {
                             tracing::warn!(phone_number_id = %phone_number_id, limit = kind.label(),
                                 error = %err, "send throttled; paced, not counted as an attempt");
                             Err(Failure::Deferred(format!("kapso: {err}"), at))
+                        }
+                        None if err.outcome_unknown() => {
+                            self.unknown_outcome
+                                .lock()
+                                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                                .insert(row_id);
+                            Err(Failure::Retry(format!(
+                                "kapso: {err}; whether Kapso accepted the message is unknown: its history is read before it is sent again"
+                            )))
                         }
                         None => Err(kapso_failure(err)),
                     },

@@ -49,6 +49,16 @@ impl Ledger {
         }
     }
 
+    /// Whether any outbound row records `wamid` (a message some job's send was confirmed as).
+    pub async fn knows_wamid(&self, wamid: &str) -> Result<bool, WriteError> {
+        let found: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM outbound WHERE wamid = ? LIMIT 1")
+                .bind(wamid)
+                .fetch_optional(&self.reads)
+                .await?;
+        Ok(found.is_some())
+    }
+
     /// The read pool the ledger reads from.
     pub fn reads(&self) -> &SqlitePool {
         &self.reads
@@ -113,12 +123,14 @@ pub struct OutboundRow {
     pub body: String,
     pub state: String,
     pub wamid: Option<String>,
+    /// When the row was planned (Unix ms).
+    pub created_at: i64,
 }
 
 /// What the job already planned, in order (empty on its first run).
 pub async fn planned(pool: &SqlitePool, job_id: i64) -> Result<Vec<OutboundRow>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT id, seq, phone_number_id, action, body, state, wamid
+        "SELECT id, seq, phone_number_id, action, body, state, wamid, created_at
          FROM outbound WHERE job_id = ? ORDER BY seq",
     )
     .bind(job_id)
@@ -150,7 +162,7 @@ fn record_plans<'c>(
              SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5
              FROM json_each(?) WHERE true
              ON CONFLICT (job_id, seq) DO NOTHING
-             RETURNING job_id, id, seq, phone_number_id, action, body, state, wamid",
+             RETURNING job_id, id, seq, phone_number_id, action, body, state, wamid, created_at",
         )
         .bind(rows)
         .fetch_all(&mut *conn)

@@ -27,7 +27,8 @@ use crate::pacing::Throttle;
 enum OnThrottle {
     /// Retry it like any transient failure (Platform API calls).
     Retry,
-    /// Hand it back to the caller, who paces sends.
+    /// Hand it back to the caller, who paces sends; an answer that leaves unknown whether the
+    /// message went out is handed back too (never resent blindly).
     GiveBack,
 }
 
@@ -280,9 +281,11 @@ impl KapsoClient {
                 }
                 Err(err) => err,
             };
-            if retry >= inner.max_retries
-                || (on_throttle == OnThrottle::GiveBack && Throttle::of(&err).is_some())
-            {
+            // A paced send hands throttling back to its pacer, and never resends a message
+            // Kapso may have accepted: the caller checks Kapso's history first.
+            let give_back = on_throttle == OnThrottle::GiveBack
+                && (Throttle::of(&err).is_some() || err.outcome_unknown());
+            if retry >= inner.max_retries || give_back {
                 return Err(err);
             }
             let delay = match err.retry_hint() {
@@ -372,6 +375,7 @@ fn transport_error(err: reqwest::Error) -> KapsoError {
     if err.is_timeout() {
         return KapsoError::Timeout;
     }
+    let connect = err.is_connect();
     let mut message = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {
@@ -379,7 +383,11 @@ fn transport_error(err: reqwest::Error) -> KapsoError {
         message.push_str(&cause.to_string());
         source = cause.source();
     }
-    KapsoError::Transport { message }
+    if connect {
+        KapsoError::Unreachable { message }
+    } else {
+        KapsoError::Transport { message }
+    }
 }
 
 pub(super) fn encode_error(err: serde_json::Error) -> KapsoError {

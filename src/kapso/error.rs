@@ -98,6 +98,9 @@ pub enum KapsoError {
     },
     #[error("could not reach Kapso: {message}")]
     Transport { message: String },
+    /// The connection could not be made: the request never left this machine.
+    #[error("could not connect to Kapso: {message}")]
+    Unreachable { message: String },
     #[error("Kapso did not answer within the timeout (kapso.timeout_ms)")]
     Timeout,
     #[error("unexpected response from Kapso: {message}")]
@@ -235,6 +238,19 @@ impl KapsoError {
         }
     }
 
+    /// True when the request may have reached Kapso and been acted on although no answer says
+    /// so: a timeout, a connection cut after the request was written, a 5xx, or a success
+    /// whose body cannot be read. A message sent this way may have gone out.
+    pub fn outcome_unknown(&self) -> bool {
+        matches!(
+            self,
+            KapsoError::Timeout
+                | KapsoError::Transport { .. }
+                | KapsoError::Server { .. }
+                | KapsoError::Decode { .. }
+        )
+    }
+
     /// The delay Kapso asked for with `Retry-After`.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
@@ -257,7 +273,9 @@ impl KapsoError {
             KapsoError::MissingApiKey | KapsoError::Config { .. } | KapsoError::Decode { .. } => {
                 RetryHint::DoNotRetry
             }
-            KapsoError::Transport { .. } | KapsoError::Timeout => RetryHint::Retry,
+            KapsoError::Transport { .. } | KapsoError::Unreachable { .. } | KapsoError::Timeout => {
+                RetryHint::Retry
+            }
             _ => classify(&Failure {
                 http_status: self.http_status(),
                 graph_code: self.graph_code(),

@@ -112,8 +112,12 @@ async fn send(
     if let Some(refused) = refuse(&state, &headers, &version, &phone) {
         return refused;
     }
+    let mut accepted_then = None;
     if let Some(response) = state.write(|r| r.script.pop_front()) {
-        return scripted(response);
+        if !response.accepted {
+            return scripted(response);
+        }
+        accepted_then = Some(response);
     }
     let Ok(body) = serde_json::from_slice::<Value>(&body) else {
         return graph_error(400, 100, "(#100) The request body is not valid JSON.");
@@ -163,6 +167,9 @@ async fn send(
     if state.config.status_webhooks {
         send_status_webhooks(&state, &phone, &wamid, &recipient, &kind, &body);
     }
+    if let Some(response) = accepted_then {
+        return scripted(response);
+    }
     let contact = if body.get("to").is_some() {
         json!({ "input": recipient, "wa_id": recipient })
     } else {
@@ -183,6 +190,9 @@ pub struct ScriptedResponse {
     pub body: Value,
     /// `Retry-After` header value (seconds or an HTTP date).
     pub retry_after: Option<String>,
+    /// Kapso accepts and keeps the message (it is recorded, listed in the history and
+    /// delivered) before answering this anyway: a send whose outcome the client cannot know.
+    pub accepted: bool,
 }
 
 impl ScriptedResponse {
@@ -194,6 +204,7 @@ impl ScriptedResponse {
             status,
             body,
             retry_after: None,
+            accepted: false,
         }
     }
 
@@ -204,6 +215,7 @@ impl ScriptedResponse {
             status,
             body,
             retry_after: None,
+            accepted: false,
         }
     }
 
@@ -213,6 +225,7 @@ impl ScriptedResponse {
             status: 500,
             body: json!({"error": "Internal server error"}),
             retry_after: None,
+            accepted: false,
         }
     }
 
@@ -229,6 +242,15 @@ impl ScriptedResponse {
         Self::graph_error(status, code, &format!("(#{code}) Rate limit hit"))
     }
 
+    /// Kapso accepts the message, then answers 500 (as when its answer is lost after the
+    /// message went out): the sender cannot tell it was sent.
+    pub fn accepted_then_server_error() -> Self {
+        ScriptedResponse {
+            accepted: true,
+            ..Self::server_error()
+        }
+    }
+
     /// 409: another message to this recipient is in flight.
     pub fn in_flight() -> Self {
         let body = json!({"error": "Another message is already in-flight for this conversation. Please retry shortly."});
@@ -236,6 +258,7 @@ impl ScriptedResponse {
             status: 409,
             body,
             retry_after: None,
+            accepted: false,
         }
     }
 
@@ -248,6 +271,7 @@ impl ScriptedResponse {
             status: 402,
             body,
             retry_after: None,
+            accepted: false,
         }
     }
 
@@ -259,6 +283,7 @@ impl ScriptedResponse {
             status: 422,
             body,
             retry_after: None,
+            accepted: false,
         }
     }
 

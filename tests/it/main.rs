@@ -20,6 +20,7 @@ mod payload_examples;
 mod payloads;
 mod pipeline;
 mod readme;
+mod resends;
 mod retention;
 mod storage;
 mod sync;
