@@ -18,6 +18,7 @@ mod payloads;
 mod pipeline;
 mod readme;
 mod retention;
+mod server_process;
 mod storage;
 mod sync;
 mod test_app;
