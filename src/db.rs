@@ -1,4 +1,5 @@
-//! The SQLite pool (WAL, durable commits, busy timeout, foreign keys) and the migrations in
+//! The SQLite pool (WAL, durable commits, busy timeout, foreign keys, the optional size cap of
+//! `storage.max_size_mb` on every connection) and the migrations in
 //! `migrations/`, embedded in the binary.
 
 use std::path::{Path, PathBuf};
@@ -12,6 +13,7 @@ use sqlx::SqlitePool;
 use crate::config::{StorageConfig, Synchronous};
 
 mod access;
+mod size_cap;
 
 pub use access::AccessDenied;
 
@@ -133,6 +135,7 @@ async fn connect(storage: &StorageConfig, create: bool) -> Result<SqlitePool, Db
         path: path.display().to_string(),
         source,
     };
+    let max_bytes = storage.max_size_bytes();
     let options = options
         .create_if_missing(create)
         // The server checkpoints the WAL from its own connection (see `checkpoint_loop`), so
@@ -156,6 +159,7 @@ async fn connect(storage: &StorageConfig, create: bool) -> Result<SqlitePool, Db
         // A local file: no stale sockets to detect, so skip the ping on every acquire.
         .test_before_acquire(false)
         .min_connections(1)
+        .after_connect(move |conn, _| Box::pin(size_cap::apply(conn, max_bytes)))
         .connect_with(options)
         .await
         .map_err(open_err)
@@ -170,9 +174,11 @@ pub async fn open_reads(storage: &StorageConfig, connections: u32) -> Result<Sql
         source,
     };
     let options = options.read_only(true);
+    let max_bytes = storage.max_size_bytes();
     SqlitePoolOptions::new()
         .max_connections(connections.max(1))
         .test_before_acquire(false)
+        .after_connect(move |conn, _| Box::pin(size_cap::apply(conn, max_bytes)))
         .connect_with(options)
         .await
         .map_err(open_err)
@@ -228,7 +234,13 @@ pub async fn checkpoint_loop(
     let Ok((_, options)) = file_options(&storage) else {
         return;
     };
-    let mut conn = match options.connect().await {
+    let connected = match options.connect().await {
+        Ok(mut conn) => size_cap::apply(&mut conn, storage.max_size_bytes())
+            .await
+            .map(|()| conn),
+        Err(err) => Err(err),
+    };
+    let mut conn = match connected {
         Ok(conn) => conn,
         Err(err) => {
             tracing::error!(error = %err, "checkpoints: cannot open the database; the WAL is not checkpointed");

@@ -15,6 +15,7 @@ pub mod retention;
 #[cfg(test)]
 mod secret_errors;
 mod server_limits;
+mod storage_limits;
 mod storage_only;
 pub mod sync;
 pub mod template_message;
@@ -215,6 +216,9 @@ pub struct StorageConfig {
     pub busy_timeout_ms: u64,
     /// Most deliveries committed together in one transaction.
     pub group_commit_max: usize,
+    /// A cap on the database file, in MiB, applied as SQLite's `max_page_count` on every
+    /// connection (the WAL file is not counted). Absent: no cap.
+    pub max_size_mb: Option<u64>,
 }
 
 impl Default for StorageConfig {
@@ -225,6 +229,7 @@ impl Default for StorageConfig {
             pipeline_synchronous: Synchronous::Normal,
             busy_timeout_ms: 5_000,
             group_commit_max: 512,
+            max_size_mb: None,
         }
     }
 }
@@ -388,6 +393,7 @@ impl Config {
                 "use 1 to 100000 (default 512)".to_owned(),
             ));
         }
+        self.storage.validate_size_cap(file)?;
         self.retention.validate(file)?;
         Ok(())
     }

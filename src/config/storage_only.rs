@@ -66,6 +66,7 @@ impl StorageConfig {
                 ),
             ));
         }
+        config.validate_size_cap(file)?;
         Ok(config)
     }
 }

@@ -22,6 +22,21 @@ pub enum InboxError {
     WriterStopped,
 }
 
+impl InboxError {
+    /// True when the database refused the write for lack of space: `SQLITE_FULL`, from a full
+    /// disk or from `storage.max_size_mb`.
+    pub fn is_storage_full(&self) -> bool {
+        const SQLITE_FULL: i64 = 13;
+        let InboxError::Database(err) = self else {
+            return false;
+        };
+        err.as_database_error()
+            .and_then(|db| db.code())
+            .and_then(|code| code.parse::<i64>().ok())
+            .is_some_and(|code| code & 0xff == SQLITE_FULL)
+    }
+}
+
 /// One authenticated delivery, unwrapped, as the inbox stores it.
 #[derive(Debug)]
 pub struct NewDelivery {

@@ -22,6 +22,7 @@ mod pipeline;
 mod readme;
 mod resends;
 mod retention;
+mod server_process;
 mod storage;
 mod sync;
 mod test_app;
