@@ -45,9 +45,11 @@ const MIN_RATE_SHARE: f64 = 1.0 / 16.0;
 /// Each accepted send gives back this share of the configured rate after a slow-down.
 const RECOVERY_SHARE: f64 = 1.0 / 100.0;
 /// A deferred job that comes back more than this long after its reserved slot (workers were
-/// busy, the database slow) gives the slot up and takes a new one: sending in all the slots
-/// that passed meanwhile would be a burst above the number's rate. This bounds a burst to
-/// `rate × LATE_SLOT + 1` messages.
+/// busy, the database slow) keeps its turn but not its time: it goes as soon as the number's
+/// last send is an interval old. Sending every late job at once would be a burst above the
+/// number's rate; sending it to the back of the line (after every slot reserved since) would
+/// starve the number whenever workers run late, since every deferred job would then miss its
+/// slot again. No send goes closer than an interval to the number's previous one.
 pub const LATE_SLOT: Duration = Duration::from_millis(50);
 /// Reservations and recipient pauses kept before old ones are swept.
 const SWEEP_ABOVE: usize = 10_000;
@@ -121,6 +123,8 @@ struct Lane {
     current: f64,
     /// Time of the next free slot, µs on the pacer's clock.
     next_us: i64,
+    /// Time of the last slot a send went in, µs.
+    last_send_us: i64,
     paused_until_ms: i64,
     /// Throttling answers in a row (reset by an accepted send).
     throttles: u32,
@@ -132,6 +136,7 @@ impl Lane {
             rate,
             current: rate,
             next_us: i64::MIN,
+            last_send_us: i64::MIN,
             paused_until_ms: i64::MIN,
             throttles: 0,
         }
@@ -276,25 +281,33 @@ impl Pacer {
         let hold_us = lane.interval_us().max(MIN_HOLD.as_micros() as i64);
         // A job using its reservation had its wait observed when it was deferred.
         let mut observed = false;
+        let interval_us = lane.interval_us();
         let at_us = match reserved {
             // A reservation made before a pause began is void: the pause moved every slot.
-            Some(r)
-                if r.number == number
-                    && r.at_us >= paused_us
-                    && now_us.saturating_sub(r.at_us) <= LATE_SLOT.as_micros() as i64 =>
-            {
+            Some(r) if r.number == number && r.at_us >= paused_us => {
                 observed = true;
-                r.at_us
+                if now_us.saturating_sub(r.at_us) <= LATE_SLOT.as_micros() as i64 {
+                    r.at_us
+                } else {
+                    // Late: its turn now (spaced below); new reservations come after it.
+                    let at = now_us.max(lane.last_send_us.saturating_add(interval_us));
+                    lane.next_us = lane.next_us.max(at.saturating_add(interval_us));
+                    at
+                }
             }
             _ => {
                 let at = lane.next_us.max(now_us).max(paused_us);
-                lane.next_us = at.saturating_add(lane.interval_us());
+                lane.next_us = at.saturating_add(interval_us);
                 at
             }
         };
+        // Never closer than one interval to the number's last send, whatever the schedule
+        // says (a late job may have taken the slot before this one).
+        let at_us = at_us.max(lane.last_send_us.saturating_add(interval_us));
         let wait_us = at_us.saturating_sub(now_us).max(0);
         let wait = Duration::from_micros(u64::try_from(wait_us).unwrap_or(0));
         if wait_us <= hold_us {
+            lane.last_send_us = lane.last_send_us.max(at_us);
             drop(state);
             if !observed {
                 self.metrics.observe_pacing_wait(wait);

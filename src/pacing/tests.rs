@@ -76,6 +76,34 @@ fn a_job_back_long_after_its_slot_takes_a_new_one_instead_of_bursting() {
     );
 }
 
+/// Workers running late must not starve a number: deferred jobs that all miss their slots keep
+/// their turn (not sent to the back of the line behind every later reservation), one interval
+/// apart.
+#[test]
+fn late_jobs_keep_their_turn_and_never_go_faster_than_the_rate() {
+    let (pacer, time, _) = pacer(100.0, &[]);
+    // Jobs 1..=20 reserve slots 10 ms apart: the first goes now, the rest are deferred.
+    let at = slots(&pacer, &time, 1, 20, A);
+    // Everything comes back 300 ms after job 20's slot, far past its own.
+    time.advance(Duration::from_millis((at[19] - time.now_ms()) as u64 + 300));
+    let mut sent = 0;
+    let mut waits = Vec::new();
+    for job in 2..=20 {
+        match pacer.reserve(job, A, None) {
+            Slot::Wait(wait) => {
+                sent += 1;
+                waits.push(wait.as_millis());
+                time.advance(wait);
+            }
+            Slot::Defer(at) => panic!("job {job} sent to the back of the line (due at {at})"),
+        }
+    }
+    assert_eq!(sent, 19);
+    // The first late job goes at once, the others one interval (10 ms) apart.
+    assert_eq!(waits[0], 0);
+    assert!(waits[1..].iter().all(|w| *w == 10), "{waits:?}");
+}
+
 #[test]
 fn numbers_are_paced_independently_at_their_own_rates() {
     let (pacer, time, _) = pacer(80.0, &[(B, 1000.0)]);

@@ -176,7 +176,7 @@ async fn a_backlog_on_one_number_leaves_at_its_pace_while_another_keeps_full_spe
     // little less if the first one reached the sim late).
     let busy_span = span(&busy);
     assert!(
-        busy_span >= Duration::from_millis(3_996 - 100),
+        busy_span >= Duration::from_millis(3_996 - 400),
         "1,000 sends in {busy_span:?}: faster than 250/s"
     );
     // The quiet number did not queue behind the backlog: its sends were all accepted while
