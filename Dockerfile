@@ -31,6 +31,7 @@ RUN mkdir -p src/bin tests/it \
     && cp src/main.rs src/bin/loadgen.rs \
     && cp src/main.rs src/bin/e2ebench.rs \
     && cp src/main.rs src/bin/claimbench.rs \
+    && cp src/main.rs src/bin/prefill.rs \
     && touch src/lib.rs tests/it/main.rs \
     && cargo build --release --locked --bin switchboard \
     && rm -rf src

@@ -13,9 +13,15 @@
 //!
 //! Bodies are built just before sending from precomputed parts (a few microseconds each, HMAC
 //! included), so the generator stays cheap; its own CPU use is reported.
+//!
+//! `--timeline FILE` also writes every measured request, one line each, as
+//! `<scheduled (open loop) or send (closed loop) time, Unix ms> <latency ms> <ok or error kind>`,
+//! ordered by time, so a script can take the latency of any stretch of the run (such as the
+//! seconds during which the server was pruning).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::io::Write as _;
 use std::net::IpAddr;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -94,6 +100,10 @@ struct Args {
     /// Allow a target that is not a loopback address.
     #[arg(long)]
     allow_remote: bool,
+    /// Also write every measured request to FILE: `<Unix ms it was scheduled (open loop) or sent
+    /// (closed loop)> <latency ms> <ok or the error kind>`, one per line, in time order.
+    #[arg(long, value_name = "FILE")]
+    timeline: Option<std::path::PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -169,6 +179,7 @@ async fn run_async(args: Args) -> Result<ExitCode> {
     let warmup = Duration::from_secs_f64(args.warmup);
     let duration = Duration::from_secs_f64(args.duration);
     let origin = Instant::now();
+    let origin_unix = SystemTime::now();
     let measure_start = origin + warmup;
     let end = measure_start + duration;
     // CPU used by the generator during the measured phase.
@@ -200,6 +211,10 @@ async fn run_async(args: Args) -> Result<ExitCode> {
         _ => None,
     };
 
+    if let Some(path) = &args.timeline {
+        write_timeline(path, &stats.timeline, origin, origin_unix)
+            .with_context(|| format!("cannot write --timeline {}", path.display()))?;
+    }
     let report = Report::new(&args, &ctx, stats, open, measure_start, cpu);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report.to_json())?);
@@ -473,12 +488,21 @@ struct Stats {
     /// Responses that were 200 but whose body was not the expected outcome JSON.
     unparsed: u64,
     last_done: Option<Instant>,
+    /// Every measured request: when it was scheduled (or sent), its latency, and its error kind
+    /// if it failed.
+    timeline: Vec<(Instant, Duration, Option<String>)>,
 }
 
 impl Stats {
     fn record(&mut self, outcome: Outcome, latency: Duration, done: Instant) {
         self.sent += 1;
         self.last_done = self.last_done.max(Some(done));
+        let failure = match &outcome {
+            Outcome::Ok(_) => None,
+            Outcome::Status(code, _) => Some(code.to_string()),
+            Outcome::Transport(kind, _) => Some((*kind).to_owned()),
+        };
+        self.timeline.push((done - latency, latency, failure));
         match outcome {
             Outcome::Ok(parsed) => {
                 self.ok += 1;
@@ -513,6 +537,7 @@ impl Stats {
             self.error_examples.entry(kind).or_insert(example);
         }
         self.latencies_us.extend(other.latencies_us);
+        self.timeline.extend(other.timeline);
         self.stored += other.stored;
         self.duplicates += other.duplicates;
         self.quarantined += other.quarantined;
@@ -699,6 +724,37 @@ async fn open_loop(
         );
     };
     Ok((stats, open))
+}
+
+/// Writes `--timeline`: one line per request, in time order, with Unix times computed from the
+/// run's origin (so they line up with other processes' clocks to within the clock's own error).
+fn write_timeline(
+    path: &std::path::Path,
+    timeline: &[(Instant, Duration, Option<String>)],
+    origin: Instant,
+    origin_unix: SystemTime,
+) -> std::io::Result<()> {
+    let origin_ms = origin_unix
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64()
+        * 1000.0;
+    let mut rows: Vec<(f64, f64, &str)> = timeline
+        .iter()
+        .map(|(at, latency, failure)| {
+            (
+                origin_ms + at.saturating_duration_since(origin).as_secs_f64() * 1000.0,
+                latency.as_secs_f64() * 1000.0,
+                failure.as_deref().unwrap_or("ok"),
+            )
+        })
+        .collect();
+    rows.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+    for (at_ms, latency_ms, status) in rows {
+        writeln!(out, "{at_ms:.3} {latency_ms:.3} {status}")?;
+    }
+    out.flush()
 }
 
 /// CPU time used by this process (all threads), from /proc/self/stat. Linux only.
