@@ -4,8 +4,11 @@
 //!
 //! The server has one writer connection, shared with the inbox: before each batch the pruner
 //! waits while the inbox waits ([`WritePriority::after_urgent`]), each batch is one short
-//! transaction of at most `retention.batch_size` rows per statement, and it pauses
-//! `retention.pause_ms` between batches, so ingest waits at most for one batch.
+//! transaction of at most `retention.batch_size` rows per statement, and it pauses between
+//! batches `retention.pause_ms`, or [`PAUSE_PER_BATCH_TIME`] times as long as the last batch
+//! took when that is longer: deleting rows with large payloads writes megabytes per batch, and
+//! the inbox's fsyncs queue behind those writes, so the pruner keeps to a share of the disk
+//! whatever its batches cost.
 //!
 //! What is never deleted: an event that is not routed yet, that an open buffer holds
 //! (`buffered_events`) or that a queued, running or dead job lists; the outbound rows of any
@@ -37,6 +40,10 @@ pub fn cutoffs(config: &RetentionConfig, now_ms: i64) -> Cutoffs {
     }
 }
 
+/// After a batch that took `d`, the pruner pauses at least `d` times this: it spends at most a
+/// fifth of the time deleting.
+pub const PAUSE_PER_BATCH_TIME: u32 = 4;
+
 /// How a pruning run shares the database.
 pub struct Pacing {
     /// Most rows of a pass's table per batch.
@@ -60,6 +67,7 @@ pub async fn prune(
 ) -> Result<Pruned, sqlx::Error> {
     let mut total = Pruned::default();
     let mut first = true;
+    let mut pause = pacing.pause;
     for pass in Pass::ALL {
         let Some(cutoff) = pass.cutoff(cutoffs) else {
             continue;
@@ -67,7 +75,7 @@ pub async fn prune(
         loop {
             if !first {
                 tokio::select! {
-                    () = tokio::time::sleep(pacing.pause) => {}
+                    () = tokio::time::sleep(pause) => {}
                     () = pacing.shutdown.cancelled() => {}
                 }
             }
@@ -78,7 +86,11 @@ pub async fn prune(
             if let Some(priority) = &pacing.priority {
                 priority.after_urgent().await;
             }
+            let started = std::time::Instant::now();
             let batch = store::delete_batch(pool, pass, cutoff, pacing.batch_size).await?;
+            pause = pacing
+                .pause
+                .max(started.elapsed().saturating_mul(PAUSE_PER_BATCH_TIME));
             if let Some(metrics) = metrics {
                 for (table, rows) in batch.tables() {
                     metrics.count_pruned(table, rows);

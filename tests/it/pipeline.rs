@@ -726,6 +726,16 @@ async fn a_killed_servers_job_runs_again_at_restart_without_waiting_for_its_leas
         200
     );
     service.wait_for(1).await; // the worker holds the job, blocked in the user's service
+                               // Its claim is committed with the next group of pipeline writes: wait for it, so the crash
+                               // leaves a job that is `running` in the file (a claim not yet committed dies with the process).
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while job_rows(&app).await[0].1 != "running" {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the claim never committed"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 
     app.kill().await;
     let running: Vec<_> = job_rows(&app).await;
