@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
-use super::template_message::{TemplateButton, TemplateHeader, TemplateSpec};
+use super::template_message::TemplateSpec;
 use super::{Config, ConfigError};
 use crate::event;
 use crate::secret::Secret;
@@ -162,15 +162,7 @@ pub enum HandlerConfig {
     },
     /// An approved template with positional (`params = [...]`) or named (`params = {..}`) body
     /// parameters, an optional header (text parameters or a media file) and button parameters.
-    Template {
-        name: String,
-        language: String,
-        #[serde(default)]
-        params: TemplateParams,
-        header: Option<TemplateHeader>,
-        #[serde(default)]
-        buttons: Vec<TemplateButton>,
-    },
+    Template(TemplateSpec),
     /// Any message body from a JSON file (placeholders allowed in its strings).
     Message {
         file: PathBuf,
@@ -206,7 +198,7 @@ impl HandlerConfig {
     pub fn kind(&self) -> &'static str {
         match self {
             HandlerConfig::Reply { .. } => "reply",
-            HandlerConfig::Template { .. } => "template",
+            HandlerConfig::Template(_) => "template",
             HandlerConfig::Message { .. } => "message",
             HandlerConfig::MarkRead { .. } => "mark_read",
             HandlerConfig::Http { .. } => "http",
@@ -564,30 +556,24 @@ fn check_placeholders(key: &str, text: &str) -> Result<(), (String, String)> {
 }
 
 /// A template's name, language, body parameters, header and buttons. Returns (key suffix, message).
-fn check_template(
-    name: &str,
-    language: &str,
-    params: &TemplateParams,
-    header: Option<&TemplateHeader>,
-    buttons: &[TemplateButton],
-) -> Result<(), (String, String)> {
-    if name.trim().is_empty() || language.trim().is_empty() {
+fn check_template(spec: &TemplateSpec) -> Result<(), (String, String)> {
+    if spec.name.trim().is_empty() || spec.language.trim().is_empty() {
         return Err((
             ".name".into(),
             "a template needs its approved `name` and `language` (e.g. \"en_US\")".into(),
         ));
     }
-    for (key, p) in params.entries() {
+    for (key, p) in spec.params.entries() {
         check_placeholders(&format!("params{key}"), p)?;
     }
-    if let Some(header) = header {
+    if let Some(header) = &spec.header {
         header.kind().map_err(|m| (".header".to_owned(), m))?;
         for (key, p) in header.strings() {
             check_placeholders(&format!("header.{key}"), p)?;
         }
     }
     let mut seen = HashSet::new();
-    for (j, button) in buttons.iter().enumerate() {
+    for (j, button) in spec.buttons.iter().enumerate() {
         let (_, _, value) = button
             .parameter()
             .map_err(|m| (format!(".buttons[{j}]"), m))?;
@@ -606,14 +592,8 @@ fn check_template(
 fn check_handler(handler: &HandlerConfig, jobs: &JobsConfig) -> Result<(), (String, String)> {
     let template = check_placeholders;
     if let Some(spec) = handler.outside_window() {
-        check_template(
-            &spec.name,
-            &spec.language,
-            &spec.params,
-            spec.header.as_ref(),
-            &spec.buttons,
-        )
-        .map_err(|(key, message)| (format!(".outside_window{key}"), message))?;
+        check_template(spec)
+            .map_err(|(key, message)| (format!(".outside_window{key}"), message))?;
     }
     match handler {
         HandlerConfig::Reply { text, .. } => {
@@ -622,13 +602,7 @@ fn check_handler(handler: &HandlerConfig, jobs: &JobsConfig) -> Result<(), (Stri
             }
             template("text", text)
         }
-        HandlerConfig::Template {
-            name,
-            language,
-            params,
-            header,
-            buttons,
-        } => check_template(name, language, params, header.as_ref(), buttons),
+        HandlerConfig::Template(spec) => check_template(spec),
         HandlerConfig::Message { body, .. } => {
             let mut result = Ok(());
             if let Some(body) = body {

@@ -5,7 +5,7 @@ use serde_json::{json, Map, Value};
 
 use super::Failure;
 use crate::config::pipeline::TemplateParams;
-use crate::config::template_message::{HeaderKind, TemplateButton, TemplateHeader, TemplateSpec};
+use crate::config::template_message::{HeaderKind, TemplateSpec};
 use crate::event::str_at;
 use crate::template::{contact_phone, contact_user_id, render_json, RenderContext, Template};
 
@@ -70,30 +70,9 @@ pub fn reply(
     address(message, last)
 }
 
-/// A `template` handler's parts, borrowed from its config.
-pub struct TemplateMessage<'a> {
-    pub name: &'a str,
-    pub language: &'a str,
-    pub params: &'a TemplateParams,
-    pub header: Option<&'a TemplateHeader>,
-    pub buttons: &'a [TemplateButton],
-}
-
-impl<'a> TemplateMessage<'a> {
-    /// An `outside_window` template.
-    pub fn from_spec(spec: &'a TemplateSpec) -> TemplateMessage<'a> {
-        TemplateMessage {
-            name: &spec.name,
-            language: &spec.language,
-            params: &spec.params,
-            header: spec.header.as_ref(),
-            buttons: &spec.buttons,
-        }
-    }
-}
-
+/// An approved template: a `template` handler's, or a send handler's `outside_window`.
 pub fn template(
-    spec: &TemplateMessage<'_>,
+    spec: &TemplateSpec,
     ctx: &RenderContext<'_>,
     last: &Value,
 ) -> Result<Value, Failure> {
@@ -117,7 +96,7 @@ pub fn template(
         }
     };
     let mut components = Vec::new();
-    if let Some(header) = spec.header {
+    if let Some(header) = &spec.header {
         let parameters = match header.kind().map_err(Failure::Fatal)? {
             HeaderKind::Text(params) => text_parameters(params)?,
             HeaderKind::Media(kind, value) => {
@@ -135,11 +114,11 @@ pub fn template(
         };
         components.push(json!({ "type": "header", "parameters": parameters }));
     }
-    let body = text_parameters(spec.params)?;
+    let body = text_parameters(&spec.params)?;
     if !body.is_empty() {
         components.push(json!({ "type": "body", "parameters": body }));
     }
-    for button in spec.buttons {
+    for button in &spec.buttons {
         let (sub_type, kind, value) = button.parameter().map_err(Failure::Fatal)?;
         components.push(json!({
             "type": "button",
@@ -243,19 +222,16 @@ mod tests {
         );
     }
 
+    /// A template as a handler's config gives it.
+    fn spec(toml_text: &str) -> TemplateSpec {
+        toml::from_str(toml_text).unwrap()
+    }
+
     #[test]
     fn template_with_named_parameters() {
         let payloads = [inbound()];
-        let mut named = std::collections::BTreeMap::new();
-        named.insert("customer".to_owned(), "{{contact.name}}".to_owned());
         let body = template(
-            &TemplateMessage {
-                name: "order_shipped",
-                language: "en_US",
-                params: &TemplateParams::Named(named),
-                header: None,
-                buttons: &[],
-            },
+            &spec("name = \"order_shipped\"\nlanguage = \"en_US\"\nparams = { customer = \"{{contact.name}}\" }"),
             &ctx(&payloads),
             &payloads[0],
         )
@@ -272,8 +248,10 @@ mod tests {
     #[test]
     fn template_with_header_body_and_buttons() {
         let payloads = [inbound()];
-        let config: HandlerConfigForTest = toml::from_str(
+        let invoice = spec(
             r#"
+name = "invoice_ready"
+language = "en"
 params = ["{{contact.name}}"]
 header = { document = "https://example.com/{{message.id}}.pdf", filename = "invoice.pdf" }
 buttons = [
@@ -282,20 +260,8 @@ buttons = [
   { index = 2, code = "SAVE10" },
 ]
 "#,
-        )
-        .unwrap();
-        let body = template(
-            &TemplateMessage {
-                name: "invoice_ready",
-                language: "en",
-                params: &config.params,
-                header: config.header.as_ref(),
-                buttons: &config.buttons,
-            },
-            &ctx(&payloads),
-            &payloads[0],
-        )
-        .unwrap();
+        );
+        let body = template(&invoice, &ctx(&payloads), &payloads[0]).unwrap();
         assert_eq!(
             body["template"]["components"],
             json!([
@@ -312,16 +278,8 @@ buttons = [
         );
 
         // A media id (from Kapso's media upload) and named header text.
-        let config: HandlerConfigForTest =
-            toml::from_str("header = { image = \"4490709327384033\" }").unwrap();
         let image = template(
-            &TemplateMessage {
-                name: "promo",
-                language: "en",
-                params: &config.params,
-                header: config.header.as_ref(),
-                buttons: &config.buttons,
-            },
+            &spec("name = \"promo\"\nlanguage = \"en\"\nheader = { image = \"4490709327384033\" }"),
             &ctx(&payloads),
             &payloads[0],
         )
@@ -330,16 +288,8 @@ buttons = [
             image["template"]["components"],
             json!([{"type": "header", "parameters": [{"type": "image", "image": {"id": "4490709327384033"}}]}])
         );
-        let config: HandlerConfigForTest =
-            toml::from_str("header = { text = { sale = \"{{contact.name}}\" } }").unwrap();
         let named = template(
-            &TemplateMessage {
-                name: "promo",
-                language: "en",
-                params: &config.params,
-                header: config.header.as_ref(),
-                buttons: &config.buttons,
-            },
+            &spec("name = \"promo\"\nlanguage = \"en\"\nheader = { text = { sale = \"{{contact.name}}\" } }"),
             &ctx(&payloads),
             &payloads[0],
         )
@@ -348,16 +298,6 @@ buttons = [
             named["template"]["components"][0]["parameters"][0],
             json!({"type": "text", "parameter_name": "sale", "text": "Dana"})
         );
-    }
-
-    /// The template keys of a handler, as its config gives them.
-    #[derive(serde::Deserialize)]
-    struct HandlerConfigForTest {
-        #[serde(default)]
-        params: TemplateParams,
-        header: Option<TemplateHeader>,
-        #[serde(default)]
-        buttons: Vec<TemplateButton>,
     }
 
     #[test]
