@@ -424,6 +424,11 @@ pub fn str_at(value: &Value, path: &[&str]) -> Option<String> {
     }
 }
 
+/// The digits of a phone number, however it is written (`+1 555-010-0200` → `15550100200`).
+pub fn digits(number: &str) -> String {
+    number.chars().filter(char::is_ascii_digit).collect()
+}
+
 /// The human-readable text of a message object: text body, button or list reply title,
 /// media caption, or Kapso's rendered `content`.
 pub fn message_text(message: &Value) -> Option<String> {
@@ -439,7 +444,7 @@ pub fn message_text(message: &Value) -> Option<String> {
 }
 
 /// Kapso sends Unix seconds as a string; accept a number too.
-fn as_unix_seconds(value: &Value) -> Option<i64> {
+pub(crate) fn as_unix_seconds(value: &Value) -> Option<i64> {
     match value {
         Value::String(s) => s.trim().parse().ok(),
         Value::Number(n) => n.as_i64(),

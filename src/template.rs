@@ -11,7 +11,7 @@
 
 use serde_json::Value;
 
-use crate::event::{message_text, str_at};
+use crate::event::{digits, message_text, str_at};
 use crate::window::{format_rfc3339, Window};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -207,7 +207,7 @@ pub fn contact_phone(payload: &Value) -> Option<String> {
         str_at(payload, &["message", "from"])
     };
     let raw = own.or_else(|| str_at(payload, &["conversation", "phone_number"]))?;
-    let digits: String = raw.chars().filter(char::is_ascii_digit).collect();
+    let digits = digits(&raw);
     (!digits.is_empty()).then_some(digits)
 }
 

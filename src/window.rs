@@ -7,7 +7,7 @@ use serde_json::Value;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use crate::event::str_at;
+use crate::event::{as_unix_seconds, str_at};
 
 /// How long after the customer's last message free-form messages are allowed.
 pub const WINDOW_MS: i64 = 24 * 60 * 60 * 1000;
@@ -59,11 +59,7 @@ fn last_inbound_ms(payload: &Value) -> Option<i64> {
         if !inbound {
             return None;
         }
-        let seconds = match message.get("timestamp")? {
-            Value::String(s) => s.trim().parse::<i64>().ok()?,
-            Value::Number(n) => n.as_i64()?,
-            _ => return None,
-        };
+        let seconds = as_unix_seconds(message.get("timestamp")?)?;
         Some(seconds.saturating_mul(1000))
     });
     let kapso = str_at(payload, &["conversation", "kapso", "last_inbound_at"])

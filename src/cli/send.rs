@@ -133,7 +133,7 @@ fn read_body_file(path: &Path) -> anyhow::Result<Map<String, Value>> {
 
 /// Digits only, as the Cloud API expects `to`.
 fn recipient(to: &str) -> String {
-    to.chars().filter(char::is_ascii_digit).collect()
+    crate::event::digits(to)
 }
 
 #[cfg(test)]

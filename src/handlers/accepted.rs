@@ -6,6 +6,7 @@
 
 use serde_json::Value;
 
+use crate::event::digits;
 use crate::kapso::MessageQuery;
 
 /// How far before a row was planned Kapso's clock may run (listed times are Kapso's).
@@ -22,10 +23,6 @@ pub fn query(created_at_ms: i64, after: Option<String>) -> MessageQuery {
         after,
         ..MessageQuery::default()
     }
-}
-
-fn digits(text: &str) -> String {
-    text.chars().filter(char::is_ascii_digit).collect()
 }
 
 /// Whether `listed` (a history item) is the message `body` would send.

@@ -323,7 +323,7 @@ impl Handlers {
             .conversations
             .last_inbound_ms(conversation)
             .await
-            .map_err(|e| Failure::Retry(format!("database: {e}")))?;
+            .map_err(read_failure)?;
         Ok(window.merge(stored))
     }
 
@@ -331,7 +331,7 @@ impl Handlers {
     /// another template: the loop guard skips it.
     async fn loop_guarded(&self, input: &JobInput<'_>, last: &Value) -> Result<bool, Failure> {
         let guard = i64::try_from(input.route.template_loop_guard_ms).unwrap_or(i64::MAX);
-        let sends_template = matches!(input.route.handler, HandlerConfig::Template { .. })
+        let sends_template = matches!(input.route.handler, HandlerConfig::Template(_))
             || input.route.handler.outside_window().is_some();
         if guard == 0 || !sends_template || input.job.event_type != "whatsapp.message.failed" {
             return Ok(false);
@@ -343,7 +343,7 @@ impl Handlers {
             .conversations
             .template_sent_at(&wamid)
             .await
-            .map_err(|e| Failure::Retry(format!("database: {e}")))?;
+            .map_err(read_failure)?;
         Ok(sent_at.is_some_and(|at| now_ms().saturating_sub(at) < guard))
     }
 
@@ -371,15 +371,8 @@ impl Handlers {
             .last()
             .ok_or_else(|| Failure::Fatal("the job has no events".into()))?;
         let window = self.window(input, &payloads).await?;
-        let ctx = RenderContext {
-            event_type: input.job.event_type,
-            webhook: input.job.webhook,
-            route: &input.route.name,
-            payloads: &payloads,
-            window,
-            now_ms: now_ms(),
-        };
-        let body = compose::template(&compose::TemplateMessage::from_spec(spec), &ctx, last)?;
+        let ctx = render_context(input, &payloads, window, now_ms());
+        let body = compose::template(spec, &ctx, last)?;
         self.ledger
             .replace_body(row.id, &body)
             .await
@@ -412,21 +405,12 @@ impl Handlers {
         }
         let now = now_ms();
         let window = self.window(input, &payloads).await?;
-        let ctx = RenderContext {
-            event_type: input.job.event_type,
-            webhook: input.job.webhook,
-            route: &input.route.name,
-            payloads: &payloads,
-            window,
-            now_ms: now,
-        };
+        let ctx = render_context(input, &payloads, window, now);
         // Known closed: the free-form message would be refused, so the template goes instead.
         let closed_template = match input.route.handler.outside_window() {
-            Some(spec) if window.is_open(now) == Some(false) => Some(compose::template(
-                &compose::TemplateMessage::from_spec(spec),
-                &ctx,
-                last,
-            )?),
+            Some(spec) if window.is_open(now) == Some(false) => {
+                Some(compose::template(spec, &ctx, last)?)
+            }
             _ => None,
         };
         let phone_number_id = || {
@@ -452,23 +436,7 @@ impl Handlers {
                 preview_url,
                 ..
             } => send(compose::reply(text, *quote, *preview_url, &ctx, last)?),
-            HandlerConfig::Template {
-                name,
-                language,
-                params,
-                header,
-                buttons,
-            } => send(compose::template(
-                &compose::TemplateMessage {
-                    name,
-                    language,
-                    params,
-                    header: header.as_ref(),
-                    buttons,
-                },
-                &ctx,
-                last,
-            )?),
+            HandlerConfig::Template(spec) => send(compose::template(spec, &ctx, last)?),
             HandlerConfig::Message { body, .. } => {
                 let body = body
                     .as_ref()
@@ -604,6 +572,23 @@ impl Handlers {
     }
 }
 
+/// What the job's texts and templates are filled from, judged at `now_ms`.
+fn render_context<'a>(
+    input: &'a JobInput<'_>,
+    payloads: &'a [Value],
+    window: Window,
+    now_ms: i64,
+) -> RenderContext<'a> {
+    RenderContext {
+        event_type: input.job.event_type,
+        webhook: input.job.webhook,
+        route: &input.route.name,
+        payloads,
+        window,
+        now_ms,
+    }
+}
+
 fn kapso_failure(err: KapsoError) -> Failure {
     let message = format!("kapso: {err}");
     if err.graph_code() == Some(131047) || err.kapso_code() == Some("window_expired") {
@@ -614,6 +599,11 @@ fn kapso_failure(err: KapsoError) -> Failure {
         RetryHint::Retry => Failure::Retry(message),
         RetryHint::DoNotRetry => Failure::Fatal(message),
     }
+}
+
+/// A read that failed: the job is tried again later.
+fn read_failure(err: sqlx::Error) -> Failure {
+    Failure::Retry(format!("database: {err}"))
 }
 
 fn db_failure(err: crate::write_queue::WriteError) -> Failure {

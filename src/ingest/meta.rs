@@ -15,7 +15,7 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::event::str_at;
+use crate::event::{digits, str_at};
 
 /// True for Meta's webhook body.
 pub fn is_meta_body(root: &Map<String, Value>) -> bool {
@@ -56,11 +56,6 @@ fn phone_number_id(value: &Map<String, Value>) -> Option<String> {
     value
         .get("metadata")
         .and_then(|m| str_at(m, &["phone_number_id"]))
-}
-
-/// Digits only, to compare numbers written differently.
-fn digits(number: &str) -> String {
-    number.chars().filter(char::is_ascii_digit).collect()
 }
 
 /// Messages (inbound, echoes) and statuses of one `messages` change.
