@@ -72,25 +72,9 @@ LG_PID=""
 WORKDIR=""
 
 log() { printf 'bench: %s\n' "$*" >&2; }
+# shellcheck source=scripts/lib/server.sh
+source scripts/lib/server.sh  # the working directory is the repository (see the cd above)
 
-stop_server() {
-  # SIGTERM, wait for the graceful shutdown (bounded), then SIGKILL.
-  if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
-    kill -TERM "$SERVER_PID" 2>/dev/null || true
-    for _ in $(seq 1 150); do
-      kill -0 "$SERVER_PID" 2>/dev/null || break
-      sleep 0.1
-    done
-    if kill -0 "$SERVER_PID" 2>/dev/null; then
-      log "server $SERVER_PID did not stop within 15 s of SIGTERM: killing it"
-      kill -KILL "$SERVER_PID" 2>/dev/null || true
-    fi
-  fi
-  if [ -n "$SERVER_PID" ]; then
-    wait "$SERVER_PID" 2>/dev/null && SERVER_RC=0 || SERVER_RC=$?
-    SERVER_PID=""
-  fi
-}
 
 cleanup() {
   if [ -n "$LG_PID" ] && kill -0 "$LG_PID" 2>/dev/null; then
@@ -135,27 +119,7 @@ start_server() {
   log "starting $SERVER_BIN with $config on $BENCH_LISTEN, database $BENCH_DB ($FS_TYPE)"
   RUST_LOG=warn "$SERVER_BIN" serve --config "$config" >>"$WORKDIR/server.log" 2>&1 &
   SERVER_PID=$!
-  local ready=0 code
-  for _ in $(seq 1 100); do
-    if ! kill -0 "$SERVER_PID" 2>/dev/null; then
-      log "the server exited during start-up; its log:"
-      cat "$WORKDIR/server.log" >&2
-      SERVER_PID=""
-      exit 1
-    fi
-    code="$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "$BASE/readyz" || true)"
-    if [ "$code" = 200 ]; then
-      ready=1
-      break
-    fi
-    sleep 0.1
-  done
-  if [ "$ready" != 1 ]; then
-    log "the server did not answer 200 on /readyz within 10 s; its log:"
-    cat "$WORKDIR/server.log" >&2
-    exit 1
-  fi
-  log "server ready (pid $SERVER_PID)"
+  wait_until_ready 10
 }
 
 start_server config/bench.toml

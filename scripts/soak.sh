@@ -102,26 +102,10 @@ SAMPLER_PID=""
 WORKDIR=""
 
 log() { printf 'soak: %s\n' "$*" >&2; }
+# shellcheck source=scripts/lib/server.sh
+source scripts/lib/server.sh  # the working directory is the repository (see the cd above)
 now_ms() { date +%s%3N; }
 
-stop_server() {
-  # SIGTERM, wait for the graceful shutdown (bounded), then SIGKILL.
-  if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
-    kill -TERM "$SERVER_PID" 2>/dev/null || true
-    for _ in $(seq 1 150); do
-      kill -0 "$SERVER_PID" 2>/dev/null || break
-      sleep 0.1
-    done
-    if kill -0 "$SERVER_PID" 2>/dev/null; then
-      log "server $SERVER_PID did not stop within 15 s of SIGTERM: killing it"
-      kill -KILL "$SERVER_PID" 2>/dev/null || true
-    fi
-  fi
-  if [ -n "$SERVER_PID" ]; then
-    wait "$SERVER_PID" 2>/dev/null && SERVER_RC=0 || SERVER_RC=$?
-    SERVER_PID=""
-  fi
-}
 
 stop_sampler() {
   if [ -n "$SAMPLER_PID" ]; then
@@ -219,27 +203,7 @@ sync
 log "starting $SERVER_BIN on $BENCH_LISTEN, database $DB ($FS_TYPE)"
 RUST_LOG=warn,switchboard::retention=info "$SERVER_BIN" serve --config "$CONFIG" >>"$WORKDIR/server.log" 2>&1 &
 SERVER_PID=$!
-ready=0
-for _ in $(seq 1 300); do
-  if ! kill -0 "$SERVER_PID" 2>/dev/null; then
-    log "the server exited during start-up; its log:"
-    cat "$WORKDIR/server.log" >&2
-    SERVER_PID=""
-    exit 1
-  fi
-  code="$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "$BASE/readyz" || true)"
-  if [ "$code" = 200 ]; then
-    ready=1
-    break
-  fi
-  sleep 0.1
-done
-if [ "$ready" != 1 ]; then
-  log "the server did not answer 200 on /readyz within 30 s; its log:"
-  cat "$WORKDIR/server.log" >&2
-  exit 1
-fi
-log "server ready (pid $SERVER_PID)"
+wait_until_ready 30
 
 # CPU time (user + system) of the server, all its threads (exited ones too), in nanoseconds;
 # the kernel counts it in clock ticks (10 ms at the usual 100 Hz).
