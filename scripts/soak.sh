@@ -31,13 +31,15 @@
 #   SOAK_AGE         every retention age (default "1h", the minimum)
 #   SOAK_INTERVAL    retention.interval (default "1s", the minimum: the first run starts 1 s
 #                    after the server, and idle runs are as frequent as they can be)
-#   SOAK_BATCH_SIZE  retention.batch_size (default 500, the server's default)
+#   SOAK_BATCH_SIZE  retention.batch_size (default 200, the server's default)
 #   SOAK_PAUSE_MS    retention.pause_ms (default 50, the server's default)
 #   IDLE             seconds the server idles after the load, CPU measured (default 10)
 #   REPORT_EVERY     seconds per line of the timeline (default 5)
 #   BENCH_LISTEN     address the server listens on (default 127.0.0.1:8080; loopback only)
 #   BENCH_TMPDIR     where the fresh database directory is created (default target/soak: the
 #                    project's disk; a tmpfs /tmp would make fsync free)
+#   SOAK_LOG         the server's RUST_LOG (default "warn,switchboard::retention=info"; add
+#                    switchboard::retention=debug,switchboard::db=debug for each batch and WAL restart)
 #   KEEP_DB=1        keep the database directory (and the server log, samples and timeline)
 #   NO_BUILD=1       skip `cargo build --release --bins`
 set -euo pipefail
@@ -52,12 +54,13 @@ PREFILL="${PREFILL:-0}"
 STEADY="${STEADY:-1}"
 SOAK_AGE="${SOAK_AGE:-1h}"
 SOAK_INTERVAL="${SOAK_INTERVAL:-1s}"
-SOAK_BATCH_SIZE="${SOAK_BATCH_SIZE:-500}"
+SOAK_BATCH_SIZE="${SOAK_BATCH_SIZE:-200}"
 SOAK_PAUSE_MS="${SOAK_PAUSE_MS:-50}"
 IDLE="${IDLE:-10}"
 REPORT_EVERY="${REPORT_EVERY:-5}"
 BENCH_LISTEN="${BENCH_LISTEN:-127.0.0.1:8080}"
 BENCH_TMPDIR="${BENCH_TMPDIR:-target/soak}"
+SOAK_LOG="${SOAK_LOG:-warn,switchboard::retention=info}"
 
 case "$BENCH_LISTEN" in
   127.*:* | localhost:* | "[::1]":*) ;;
@@ -201,7 +204,7 @@ sync
 
 # 2. The server.
 log "starting $SERVER_BIN on $BENCH_LISTEN, database $DB ($FS_TYPE)"
-RUST_LOG=warn,switchboard::retention=info "$SERVER_BIN" serve --config "$CONFIG" >>"$WORKDIR/server.log" 2>&1 &
+RUST_LOG="$SOAK_LOG" "$SERVER_BIN" serve --config "$CONFIG" >>"$WORKDIR/server.log" 2>&1 &
 SERVER_PID=$!
 wait_until_ready 30
 

@@ -43,7 +43,7 @@ impl Default for RetentionConfig {
             deliveries: Age::days(7),
             quarantine: Age::days(30),
             interval: Age(Some(Duration::from_secs(5 * 60))),
-            batch_size: 500,
+            batch_size: 200,
             pause_ms: 50,
         }
     }
@@ -141,7 +141,7 @@ impl RetentionConfig {
             return Err(invalid(
                 "batch_size",
                 format!(
-                    "{} is out of range: use 1 to 1000 (default 500)",
+                    "{} is out of range: use 1 to 1000 (default 200)",
                     self.batch_size
                 ),
             ));
@@ -216,7 +216,7 @@ mod tests {
         assert_eq!(config.dead_jobs, Age::days(30));
         assert_eq!(config.quarantine, Age::days(30));
         assert_eq!(config.interval.0, Some(Duration::from_secs(300)));
-        assert_eq!(config.batch_size, 500);
+        assert_eq!(config.batch_size, 200);
     }
 
     #[test]

@@ -88,9 +88,14 @@ pub async fn prune(
             }
             let started = std::time::Instant::now();
             let batch = store::delete_batch(pool, pass, cutoff, pacing.batch_size).await?;
-            pause = pacing
-                .pause
-                .max(started.elapsed().saturating_mul(PAUSE_PER_BATCH_TIME));
+            let took = started.elapsed();
+            tracing::debug!(
+                pass = ?pass,
+                rows = batch.total(),
+                took_us = took.as_micros() as u64,
+                "retention: batch"
+            );
+            pause = pacing.pause.max(took.saturating_mul(PAUSE_PER_BATCH_TIME));
             if let Some(metrics) = metrics {
                 for (table, rows) in batch.tables() {
                     metrics.count_pruned(table, rows);
