@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 use super::table::print_table;
 use crate::config::Config;
 use crate::kapso::{KapsoClient, RemoteWebhook, WebhookKind};
+use crate::router::EventPattern;
 use crate::sync::{self, Ownership, SyncError, SyncOptions};
 
 #[derive(Debug, Subcommand)]
@@ -40,6 +41,11 @@ pub enum WebhooksCommand {
         /// subscribes to.
         #[arg(long = "event")]
         event: Option<String>,
+        /// Test even when routes would answer the sample event through Kapso. Kapso does not
+        /// mark test deliveries, so those routes treat it as a customer's and may send a real
+        /// WhatsApp message to the sample's phone number.
+        #[arg(long)]
+        allow_sends: bool,
     },
 }
 
@@ -69,7 +75,11 @@ pub async fn webhooks(config: &Config, command: WebhooksCommand) -> anyhow::Resu
             }
             Ok(())
         }
-        WebhooksCommand::Test { name, event } => test(config, &kapso, &name, event).await,
+        WebhooksCommand::Test {
+            name,
+            event,
+            allow_sends,
+        } => test(config, &kapso, &name, event, allow_sends).await,
     }
 }
 
@@ -166,6 +176,7 @@ async fn test(
     kapso: &KapsoClient,
     name: &str,
     event: Option<String>,
+    allow_sends: bool,
 ) -> anyhow::Result<()> {
     if !config.webhooks.iter().any(|w| w.name == name) {
         let names: Vec<&str> = config.webhooks.iter().map(|w| w.name.as_str()).collect();
@@ -190,19 +201,48 @@ async fn test(
             );
         }
     }
+    let tested = event.as_deref().or(hook.events.first().map(String::as_str));
+    let senders = routes_calling_kapso(config, name, tested);
+    if !senders.is_empty() && !allow_sends {
+        bail!(
+            "routes {} would answer Kapso's test {} through Kapso: Kapso does not mark test deliveries, so the sample event is handled like a customer's and a real WhatsApp message may go to the sample's phone number. Test an event no such route handles (--event), try the routes with `switchboard simulate` (nothing leaves the machine), or pass --allow-sends to test anyway",
+            senders.join(", "),
+            tested.unwrap_or("delivery")
+        );
+    }
     kapso
         .test_webhook(&hook.id, event.as_deref())
         .await
         .with_context(|| format!("asking Kapso to test webhook `{name}` ({})", hook.id))?;
-    let what = event
-        .as_deref()
-        .or(hook.events.first().map(String::as_str))
-        .unwrap_or("sample");
+    let what = tested.unwrap_or("sample");
     println!(
         "Kapso queued a test {what} delivery to {} (webhook {}); it arrives signed at POST /webhooks/{name}",
         hook.url, hook.id
     );
     Ok(())
+}
+
+/// `name (handler)` of every route that calls Kapso (sends, marks read) and may take an event
+/// of type `event` (any type when unknown) arriving at webhook `webhook`. Conditions on the
+/// payload (`when.text`, ...) are not evaluated: the sample's content is Kapso's.
+fn routes_calling_kapso(config: &Config, webhook: &str, event: Option<&str>) -> Vec<String> {
+    config
+        .routes
+        .iter()
+        .filter(|route| route.handler.calls_kapso())
+        .filter(|route| {
+            route.when.webhook.is_empty() || route.when.webhook.iter().any(|w| w == webhook)
+        })
+        .filter(|route| {
+            event.is_none_or(|event| {
+                route
+                    .on
+                    .iter()
+                    .any(|on| EventPattern::parse(on).matches(event))
+            })
+        })
+        .map(|route| format!("`{}` ({})", route.name, route.handler.kind()))
+        .collect()
 }
 
 fn scope(phone_number_id: Option<&str>) -> String {

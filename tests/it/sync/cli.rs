@@ -164,3 +164,54 @@ async fn webhooks_commands_explain_what_is_wrong() {
         stderr(&missing)
     );
 }
+
+#[tokio::test]
+async fn webhooks_test_refuses_when_a_route_would_answer_the_sample_for_real() {
+    let sim = sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(&dir, &sim, "http://127.0.0.1:9", sim.api_key());
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(
+        r#"
+[[routes]]
+name = "greet"
+on = "whatsapp.message.*"
+handler = { kind = "reply", text = "Hi!" }
+
+[[routes]]
+name = "audit"
+on = "*"
+handler = { kind = "log" }
+"#,
+    );
+    std::fs::write(&config, text).unwrap();
+    let config = config.to_str().unwrap();
+    let synced = cli(&["webhooks", "sync", "--config", config]).await;
+    assert!(synced.status.success(), "{}", stderr(&synced));
+    let tests_asked = |sim: &SimulatedKapso| {
+        sim.requests()
+            .iter()
+            .filter(|r| r.path.ends_with("/test"))
+            .count()
+    };
+
+    let refused = cli(&["webhooks", "test", "support", "--config", config]).await;
+    assert!(!refused.status.success());
+    let err = stderr(&refused);
+    assert!(err.contains("routes `greet` (reply) would answer"), "{err}");
+    assert!(!err.contains("audit"), "a log route sends nothing: {err}");
+    assert!(err.contains("--allow-sends"), "{err}");
+    assert_eq!(tests_asked(&sim), 0, "Kapso was not asked for a test");
+
+    let allowed = cli(&[
+        "webhooks",
+        "test",
+        "support",
+        "--allow-sends",
+        "--config",
+        config,
+    ])
+    .await;
+    assert!(allowed.status.success(), "{}", stderr(&allowed));
+    assert_eq!(tests_asked(&sim), 1);
+}
