@@ -16,6 +16,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, AdminState};
+use crate::admin_api;
 use crate::buffer::{self, OpenBuffers};
 use crate::clock::Clock;
 use crate::config::{Config, KapsoConfig};
@@ -200,11 +201,29 @@ impl App {
                 admin::track_latency,
             ))
         };
+        let admin_api = self.config.admin.token.clone().map(|token| {
+            admin_api::router(admin_api::AdminApiState {
+                reads: self.reads.clone(),
+                writer: self.pool.clone(),
+                token,
+                clock: self.clock.clone(),
+            })
+        });
+        let with_admin_api = |router: Router| match &admin_api {
+            Some(api) => router.merge(api.clone()),
+            None => router,
+        };
         if ops {
             let public = track(ingest.merge(admin::health_router()));
-            (public, Some(track(admin::ops_router(admin))))
+            (
+                public,
+                Some(track(with_admin_api(admin::ops_router(admin)))),
+            )
         } else {
-            (track(ingest.merge(admin::router(admin))), None)
+            (
+                track(with_admin_api(ingest.merge(admin::router(admin)))),
+                None,
+            )
         }
     }
 

@@ -2,6 +2,7 @@
 //! before acknowledging. See README.md for the pipeline and configuration.
 
 pub mod admin;
+pub mod admin_api;
 pub mod app;
 pub mod buffer;
 pub mod cli;

@@ -57,6 +57,8 @@ pub async fn events(pool: &SqlitePool, command: EventsCommand) -> anyhow::Result
             flagged,
             webhook,
             event_type,
+            conversation,
+            text,
             limit,
             json,
             ..
@@ -65,6 +67,9 @@ pub async fn events(pool: &SqlitePool, command: EventsCommand) -> anyhow::Result
                 webhook,
                 event_type,
                 flagged_only: flagged,
+                conversation_id: conversation,
+                text,
+                before_id: None,
                 limit,
             };
             let events = store::list_events(pool, &filter).await?;

@@ -19,6 +19,7 @@ pub async fn jobs(pool: &SqlitePool, command: JobsCommand) -> anyhow::Result<()>
             let filter = JobFilter {
                 state: if dead { Some("dead".to_owned()) } else { state },
                 route,
+                before_id: None,
                 limit,
             };
             let rows = job_store::list(pool, &filter).await?;

@@ -145,6 +145,12 @@ pub enum EventsCommand {
         /// a prefix such as `whatsapp.message.*`, or `*`.
         #[arg(long = "type", value_name = "PATTERN")]
         event_type: Option<String>,
+        /// Only events of this Kapso conversation (its id).
+        #[arg(long, value_name = "ID")]
+        conversation: Option<String>,
+        /// Only events whose payload contains this text (as Kapso sent it; case-sensitive).
+        #[arg(long)]
+        text: Option<String>,
         /// Show at most this many events.
         #[arg(long, default_value_t = 50)]
         limit: i64,
@@ -185,6 +191,15 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
                 plural(loaded.routes.len()),
                 loaded.storage.url
             );
+            if loaded.admin.enabled() {
+                let on = loaded.server.ops_listen.map_or_else(
+                    || "server.listen".to_owned(),
+                    |a| format!("server.ops_listen {a}"),
+                );
+                println!("admin API: on at /admin/api ({on}), bearer token from admin.token");
+            } else {
+                println!("admin API: off (set admin.token to turn it on)");
+            }
             Ok(())
         }
         Command::Events { db, command } => {

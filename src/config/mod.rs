@@ -9,6 +9,7 @@ use serde::Deserialize;
 use crate::secret::Secret;
 use expand::{expand_env, line_hint};
 
+pub mod admin;
 mod expand;
 pub mod pipeline;
 pub mod retention;
@@ -77,6 +78,8 @@ pub struct Config {
     pub sync: SyncConfig,
     #[serde(default)]
     pub retention: RetentionConfig,
+    #[serde(default)]
+    pub admin: admin::AdminConfig,
 }
 
 /// Where and how switchboard calls Kapso (Platform API and Meta proxy).
@@ -321,6 +324,7 @@ impl Config {
         {
             config.kapso.api_key = None;
         }
+        config.admin.normalise();
         sync::normalise(&mut config);
         pipeline::load_message_files(&mut config, file)?;
         config.validate(file)?;
@@ -395,6 +399,7 @@ impl Config {
         }
         self.storage.validate_size_cap(file)?;
         self.retention.validate(file)?;
+        self.admin.validate(file)?;
         Ok(())
     }
 }

@@ -41,6 +41,7 @@ fn secret_keys() -> Vec<(&'static str, String)> {
             "headers.Authorization",
             format!("{WEBHOOK}headers = {{ Authorization = {{V}} }}\n"),
         ),
+        ("admin.token", "[admin]\ntoken = {V}\n".to_owned()),
         ("handler", route("secret = {V}")),
         ("handler", route("headers = { Authorization = {V} }")),
     ]

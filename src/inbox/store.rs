@@ -213,7 +213,7 @@ fn payload_text(payload: &str) -> Option<String> {
 }
 
 /// Serializers that turn columns holding lists or JSON text into JSON values.
-mod json_out {
+pub mod json_out {
     use serde::ser::Error;
     use serde::{Serialize, Serializer};
 
@@ -285,6 +285,11 @@ pub struct EventFilter {
     /// An event-type pattern as routes take it ([`EventPattern`]): exact, `prefix.*` or `*`.
     pub event_type: Option<String>,
     pub flagged_only: bool,
+    pub conversation_id: Option<String>,
+    /// Text the stored payload contains (as Kapso sent it; case-sensitive).
+    pub text: Option<String>,
+    /// Only events with an id below this (the cursor of the next page).
+    pub before_id: Option<i64>,
     pub limit: i64,
 }
 
@@ -306,6 +311,20 @@ pub async fn list_events(
     }
     if filter.flagged_only {
         query.push(" AND flags IS NOT NULL");
+    }
+    if let Some(conversation) = &filter.conversation_id {
+        query
+            .push(" AND conversation_id = ")
+            .push_bind(conversation);
+    }
+    if let Some(text) = &filter.text {
+        query
+            .push(" AND instr(payload, ")
+            .push_bind(text)
+            .push(") > 0");
+    }
+    if let Some(before) = filter.before_id {
+        query.push(" AND id < ").push_bind(before);
     }
     query
         .push(" ORDER BY id DESC LIMIT ")
@@ -350,6 +369,35 @@ pub async fn get_event(pool: &SqlitePool, id: i64) -> Result<Option<EventDetail>
         text: payload_text(&event.payload),
         ..event
     }))
+}
+
+/// One delivery (an HTTP request Kapso made) as stored.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct DeliveryRow {
+    pub id: i64,
+    pub webhook: String,
+    pub received_at: i64,
+    pub body_bytes: i64,
+    pub idempotency_key: Option<String>,
+    pub event_header: Option<String>,
+    pub payload_version: Option<String>,
+    pub batch: bool,
+    pub events: i64,
+    pub stored: i64,
+    pub duplicates: i64,
+    pub quarantined: i64,
+    pub result: String,
+}
+
+pub async fn get_delivery(pool: &SqlitePool, id: i64) -> Result<Option<DeliveryRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, webhook, received_at, body_bytes, idempotency_key, event_header,
+                payload_version, batch, events, stored, duplicates, quarantined, result
+         FROM deliveries WHERE id = ?",
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await
 }
 
 /// Newest first.

@@ -426,6 +426,8 @@ pub async fn retry_now(pool: &SqlitePool, id: i64, now: i64) -> Result<bool, sql
 pub struct JobFilter {
     pub state: Option<String>,
     pub route: Option<String>,
+    /// Only jobs with an id below this (the cursor of the next page).
+    pub before_id: Option<i64>,
     pub limit: i64,
 }
 
@@ -442,6 +444,9 @@ pub async fn list(pool: &SqlitePool, filter: &JobFilter) -> Result<Vec<JobRow>, 
     if let Some(route) = &filter.route {
         query.push(" AND route = ").push_bind(route);
     }
+    if let Some(before) = filter.before_id {
+        query.push(" AND id < ").push_bind(before);
+    }
     query
         .push(" ORDER BY id DESC LIMIT ")
         .push_bind(filter.limit);
@@ -456,6 +461,48 @@ pub async fn get(pool: &SqlitePool, id: i64) -> Result<Option<JobRow>, sqlx::Err
     )
     .bind(id)
     .fetch_optional(pool)
+    .await
+}
+
+/// The jobs that handle event `event_id`, oldest first (a scan of every job's event list: for
+/// the admin API's one-event view, never for the pipeline).
+pub async fn handling_event(pool: &SqlitePool, event_id: i64) -> Result<Vec<JobRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, route, handler, event_type, conversation, state, attempts, max_attempts, run_at,
+                last_error, event_ids, created_at, finished_at
+         FROM jobs WHERE id IN (SELECT jobs.id FROM jobs, json_each(jobs.event_ids) AS e WHERE e.value = ?)
+         ORDER BY id",
+    )
+    .bind(event_id)
+    .fetch_all(pool)
+    .await
+}
+
+/// One message a job sent or plans to send (the outbound ledger).
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct OutboundRow {
+    pub id: i64,
+    pub job_id: i64,
+    pub seq: i64,
+    pub phone_number_id: String,
+    pub action: String,
+    pub state: String,
+    pub wamid: Option<String>,
+    pub created_at: i64,
+    pub sent_at: Option<i64>,
+    /// The request body as sent to Kapso; serialized as the embedded JSON object.
+    #[serde(serialize_with = "crate::inbox::store::json_out::embedded")]
+    pub body: String,
+}
+
+/// The outbound rows of job `job_id`, in send order.
+pub async fn outbound_of(pool: &SqlitePool, job_id: i64) -> Result<Vec<OutboundRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, job_id, seq, phone_number_id, action, state, wamid, created_at, sent_at, body
+         FROM outbound WHERE job_id = ? ORDER BY seq",
+    )
+    .bind(job_id)
+    .fetch_all(pool)
     .await
 }
 

@@ -1,0 +1,93 @@
+//! Events, one event's path (its delivery, the jobs that handle it and what they sent) and
+//! quarantined bodies.
+
+use axum::extract::{Path, Query, State};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{page_size, AdminApiState, ApiError};
+use crate::inbox::store::{self as inbox_store, EventFilter};
+use crate::jobs::store as job_store;
+
+/// `GET /admin/api/events` filters; every one optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsQuery {
+    /// An event-type pattern as routes take it: exact, `prefix.*` or `*`.
+    #[serde(rename = "type")]
+    event_type: Option<String>,
+    webhook: Option<String>,
+    conversation: Option<String>,
+    /// Text the payload contains.
+    text: Option<String>,
+    /// Only flagged events.
+    #[serde(default)]
+    flagged: bool,
+    /// The `next` cursor of the previous page.
+    before: Option<i64>,
+    limit: Option<i64>,
+}
+
+/// Newest first: `{"events": [...], "next": cursor or null}`.
+pub async fn list(
+    State(state): State<AdminApiState>,
+    Query(query): Query<EventsQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let limit = page_size(query.limit)?;
+    let filter = EventFilter {
+        webhook: query.webhook,
+        event_type: query.event_type,
+        flagged_only: query.flagged,
+        conversation_id: query.conversation,
+        text: query.text.filter(|t| !t.is_empty()),
+        before_id: query.before,
+        limit,
+    };
+    let events = inbox_store::list_events(&state.reads, &filter).await?;
+    let next = next_cursor(events.len(), limit, events.last().map(|e| e.id));
+    Ok(Json(json!({ "events": events, "next": next })))
+}
+
+/// The cursor of the page after one of `len` rows whose last id is `last`: none after a short
+/// page.
+pub(super) fn next_cursor(len: usize, limit: i64, last: Option<i64>) -> Option<i64> {
+    (i64::try_from(len).unwrap_or(i64::MAX) >= limit)
+        .then_some(last)
+        .flatten()
+}
+
+/// `{"event", "delivery", "jobs": [{"job", "outbound": [...]}]}`.
+pub async fn show(
+    State(state): State<AdminApiState>,
+    Path(id): Path<i64>,
+) -> Result<Json<Value>, ApiError> {
+    let event = inbox_store::get_event(&state.reads, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no event with id {id}")))?;
+    let delivery = inbox_store::get_delivery(&state.reads, event.delivery_id).await?;
+    let mut jobs = Vec::new();
+    for job in job_store::handling_event(&state.reads, id).await? {
+        let outbound = job_store::outbound_of(&state.reads, job.id).await?;
+        jobs.push(json!({ "job": job, "outbound": outbound }));
+    }
+    Ok(Json(
+        json!({ "event": event, "delivery": delivery, "jobs": jobs }),
+    ))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuarantineQuery {
+    limit: Option<i64>,
+}
+
+/// Quarantined bodies, newest first: `{"quarantine": [...]}` (bodies are not included).
+pub async fn quarantine(
+    State(state): State<AdminApiState>,
+    Query(query): Query<QuarantineQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let limit = page_size(query.limit)?;
+    let entries = inbox_store::list_quarantine(&state.reads, limit).await?;
+    Ok(Json(json!({ "quarantine": entries })))
+}

@@ -1,0 +1,245 @@
+//! The admin API under `/admin/api`: off without `admin.token`, every route refused without the
+//! right bearer token, and with it: events found by text, one event's path (delivery, job,
+//! outbound), and a dead job retried until its reply is sent.
+
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::Value;
+use switchboard::kapso_sim::ScriptedResponse;
+
+use crate::payloads::{message_received, text_at};
+use crate::pipeline::{pipeline_config, settled_jobs, sim};
+use crate::test_app::TestApp;
+
+const TOKEN: &str = "adm_4f1c2b9e7d6a5f3c8b0e1d2a";
+const WAIT: Duration = Duration::from_secs(15);
+
+fn admin_config(rest: &str) -> String {
+    format!("\n[admin]\ntoken = \"{TOKEN}\"\n{rest}")
+}
+
+/// Every admin route, as (method, path).
+const ROUTES: [(&str, &str); 8] = [
+    ("GET", "/admin/api/events"),
+    ("GET", "/admin/api/events/1"),
+    ("GET", "/admin/api/quarantine"),
+    ("GET", "/admin/api/jobs"),
+    ("GET", "/admin/api/jobs/1"),
+    ("POST", "/admin/api/jobs/1/retry"),
+    ("POST", "/admin/api/jobs/retry"),
+    ("GET", "/admin/api/no-such-route"),
+];
+
+async fn call(app: &TestApp, method: &str, path: &str, token: Option<&str>) -> reqwest::Response {
+    let method = Method::from_bytes(method.as_bytes()).unwrap();
+    let mut request = app
+        .client
+        .request(method, format!("{}{path}", app.base_url));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    request.send().await.unwrap()
+}
+
+async fn get_json(app: &TestApp, path: &str) -> Value {
+    let response = call(app, "GET", path, Some(TOKEN)).await;
+    assert_eq!(response.status(), 200, "{path}");
+    response.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn without_a_token_in_the_config_the_admin_api_does_not_exist() {
+    let app = TestApp::spawn().await;
+    for (method, path) in ROUTES {
+        let response = call(&app, method, path, Some(TOKEN)).await;
+        assert_eq!(response.status(), 404, "{method} {path}");
+    }
+}
+
+#[tokio::test]
+async fn every_admin_route_refuses_a_missing_or_wrong_token() {
+    let app = TestApp::spawn_with(&admin_config("")).await;
+    let wrong = format!("{TOKEN}x");
+    for (method, path) in ROUTES {
+        for token in [None, Some(wrong.as_str()), Some(""), Some(&TOKEN[1..])] {
+            let response = call(&app, method, path, token).await;
+            assert_eq!(response.status(), 401, "{method} {path} with {token:?}");
+            assert!(response.headers().contains_key("www-authenticate"));
+            let body = response.text().await.unwrap();
+            assert!(!body.contains(TOKEN), "the token is never echoed: {body}");
+        }
+    }
+    // The webhooks themselves are untouched by the admin API.
+    let body = message_received("wamid.A", "conv-a", "hello");
+    assert_eq!(app.deliver("whatsapp.message.received", &body).await, 200);
+}
+
+#[tokio::test]
+async fn events_are_found_by_text_and_paged_newest_first() {
+    let app = TestApp::spawn_with(&admin_config("")).await;
+    for (i, text) in ["where is my order", "hello", "order 42 is late", "thanks"]
+        .iter()
+        .enumerate()
+    {
+        let body = message_received(&format!("wamid.T{i}"), "conv-t", text);
+        assert_eq!(app.deliver("whatsapp.message.received", &body).await, 200);
+    }
+    let found = get_json(&app, "/admin/api/events?text=order&limit=10").await;
+    let texts: Vec<&str> = found["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts, ["order 42 is late", "where is my order"]);
+    assert!(found["next"].is_null(), "a short page is the last one");
+
+    let first = get_json(&app, "/admin/api/events?limit=3").await;
+    assert_eq!(first["events"].as_array().unwrap().len(), 3);
+    let next = first["next"].as_i64().expect("a full page has a cursor");
+    let second = get_json(&app, &format!("/admin/api/events?limit=3&before={next}")).await;
+    let rest: Vec<&str> = second["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(rest, ["where is my order"]);
+
+    let bad = call(&app, "GET", "/admin/api/events?limit=5000", Some(TOKEN)).await;
+    assert_eq!(bad.status(), 400);
+    let bad: Value = bad.json().await.unwrap();
+    assert!(bad["error"].as_str().unwrap().contains("1 to 200"), "{bad}");
+}
+
+#[tokio::test]
+async fn a_dead_job_is_seen_with_its_event_and_retried_until_the_reply_is_sent() {
+    let sim = sim().await;
+    sim.script(ScriptedResponse::graph_error(
+        400,
+        131047,
+        "Re-engagement message",
+    ));
+    let app = TestApp::spawn_with(&pipeline_config(
+        &sim,
+        &admin_config(
+            r#"
+[[routes]]
+name = "late"
+on = "whatsapp.message.received"
+handler = { kind = "reply", text = "sorry for the wait" }
+"#,
+        ),
+    ))
+    .await;
+    let body = text_at(
+        "wamid.LATE",
+        "conv-late",
+        "<script>alert(1)</script>",
+        1_764_098_000,
+        false,
+    );
+    assert_eq!(app.deliver("whatsapp.message.received", &body).await, 200);
+    let jobs = settled_jobs(&app, 1).await;
+    assert_eq!(jobs[0].1, "dead");
+
+    let dead = get_json(&app, "/admin/api/jobs?state=dead").await;
+    let job = &dead["jobs"][0];
+    assert_eq!(job["route"], "late");
+    assert!(
+        job["last_error"].as_str().unwrap().contains("131047"),
+        "{job}"
+    );
+    let event_id = job["event_ids"][0].as_i64().unwrap();
+
+    let path = get_json(&app, &format!("/admin/api/events/{event_id}")).await;
+    assert_eq!(path["event"]["message_id"], "wamid.LATE");
+    assert_eq!(
+        path["event"]["text"], "<script>alert(1)</script>",
+        "JSON carries the customer's text as data"
+    );
+    assert_eq!(path["delivery"]["webhook"], "support");
+    assert_eq!(path["delivery"]["result"], "stored");
+    assert_eq!(path["jobs"][0]["job"]["state"], "dead");
+
+    let job_id = job["id"].as_i64().unwrap();
+    let retried = call(
+        &app,
+        "POST",
+        &format!("/admin/api/jobs/{job_id}/retry"),
+        Some(TOKEN),
+    )
+    .await;
+    assert_eq!(retried.status(), 200);
+    let sends = sim.wait_for_sends(1, WAIT).await;
+    assert_eq!(sends[0].body["text"]["body"], "sorry for the wait");
+    let done = settled_jobs(&app, 1).await;
+    assert_eq!(done[0].1, "done");
+
+    let shown = get_json(&app, &format!("/admin/api/jobs/{job_id}")).await;
+    assert_eq!(shown["outbound"][0]["state"], "sent");
+    assert_eq!(
+        shown["outbound"][0]["body"]["text"]["body"],
+        "sorry for the wait"
+    );
+
+    let again = call(
+        &app,
+        "POST",
+        &format!("/admin/api/jobs/{job_id}/retry"),
+        Some(TOKEN),
+    )
+    .await;
+    assert_eq!(again.status(), 409, "a done job is not sent again");
+    let missing = call(&app, "GET", "/admin/api/events/999999", Some(TOKEN)).await;
+    assert_eq!(missing.status(), 404);
+}
+
+#[tokio::test]
+async fn the_real_binary_never_logs_the_admin_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("switchboard.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n\n[storage]\nurl = \"sqlite://{}\"\n\n[[webhooks]]\nname = \"support\"\nsecrets = [\"whsec_x\"]\n\n[admin]\ntoken = \"{TOKEN}\"\n",
+            dir.path().join("switchboard.db").display()
+        ),
+    )
+    .unwrap();
+    let server =
+        tokio::task::spawn_blocking(move || crate::server_process::ServerProcess::start(&config))
+            .await
+            .unwrap();
+    let client = reqwest::Client::new();
+    for token in [TOKEN, "wrong-token-wrong-token-wrong"] {
+        for path in ["/admin/api/events", "/admin/api/jobs/7/retry"] {
+            let _ = client
+                .get(server.url(path))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+    let ok = client
+        .get(server.url("/admin/api/events"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    server.terminate();
+    let mut server = server;
+    let exit = tokio::task::spawn_blocking(move || {
+        let status = server.wait_exit(Duration::from_secs(30));
+        (status, server.log_lines())
+    })
+    .await
+    .unwrap();
+    assert!(exit.0.success());
+    for line in &exit.1 {
+        assert!(!line.contains(TOKEN), "the token was logged: {line}");
+    }
+}
