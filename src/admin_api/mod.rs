@@ -7,6 +7,7 @@
 //! two surfaces.
 
 mod auth;
+mod conversations;
 mod error;
 mod events;
 mod jobs;
@@ -43,6 +44,8 @@ pub fn router(state: AdminApiState) -> Router {
         .route("/events", get(events::list))
         .route("/events/{id}", get(events::show))
         .route("/quarantine", get(events::quarantine))
+        .route("/conversations", get(conversations::list))
+        .route("/conversations/{id}", get(conversations::show))
         .route("/jobs", get(jobs::list))
         .route("/jobs/retry", post(jobs::retry_matching))
         .route("/jobs/{id}", get(jobs::show))

@@ -3,6 +3,7 @@
 //! (group commit), so throughput is not bounded by one fsync per request.
 
 pub mod store;
+pub mod timeline;
 mod writer;
 
 use std::sync::Arc;

@@ -207,7 +207,7 @@ impl From<SummaryRow> for EventSummary {
 }
 
 /// The text of the message a stored payload carries.
-fn payload_text(payload: &str) -> Option<String> {
+pub(crate) fn payload_text(payload: &str) -> Option<String> {
     let payload: serde_json::Value = serde_json::from_str(payload).ok()?;
     payload.get("message").and_then(message_text)
 }

@@ -506,6 +506,26 @@ pub async fn outbound_of(pool: &SqlitePool, job_id: i64) -> Result<Vec<OutboundR
     .await
 }
 
+/// The latest `limit` outbound rows of the jobs of `conversation`, oldest first (a scan of the
+/// jobs: for the admin API's conversation view, never for the pipeline).
+pub async fn outbound_of_conversation(
+    pool: &SqlitePool,
+    conversation: &str,
+    limit: i64,
+) -> Result<Vec<OutboundRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT * FROM (SELECT o.id, o.job_id, o.seq, o.phone_number_id, o.action, o.state,
+                               o.wamid, o.created_at, o.sent_at, o.body
+                        FROM outbound AS o JOIN jobs AS j ON j.id = o.job_id
+                        WHERE j.conversation = ?1 ORDER BY o.id DESC LIMIT ?2)
+         ORDER BY id",
+    )
+    .bind(conversation)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
 /// Jobs per state (a scan: for the command line and the demo, never for metrics).
 pub async fn count_by_state(pool: &SqlitePool) -> Result<Vec<(String, i64)>, sqlx::Error> {
     sqlx::query_as("SELECT state, COUNT(*) FROM jobs GROUP BY state")

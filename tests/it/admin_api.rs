@@ -20,8 +20,10 @@ fn admin_config(rest: &str) -> String {
 }
 
 /// Every admin route, as (method, path).
-const ROUTES: [(&str, &str); 8] = [
+const ROUTES: [(&str, &str); 10] = [
     ("GET", "/admin/api/events"),
+    ("GET", "/admin/api/conversations"),
+    ("GET", "/admin/api/conversations/conv-a"),
     ("GET", "/admin/api/events/1"),
     ("GET", "/admin/api/quarantine"),
     ("GET", "/admin/api/jobs"),
@@ -242,4 +244,66 @@ async fn the_real_binary_never_logs_the_admin_token() {
     for line in &exit.1 {
         assert!(!line.contains(TOKEN), "the token was logged: {line}");
     }
+}
+
+#[tokio::test]
+async fn a_conversation_shows_the_customers_message_our_reply_its_status_and_the_window() {
+    let sim = sim().await;
+    let app = TestApp::spawn_with(&pipeline_config(
+        &sim,
+        &admin_config(
+            r#"
+[[routes]]
+name = "ack"
+on = "whatsapp.message.received"
+handler = { kind = "reply", text = "got it" }
+"#,
+        ),
+    ))
+    .await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let body = text_at(
+        "wamid.IN1",
+        "conv-tl",
+        "is my order shipped?",
+        now - 60,
+        false,
+    );
+    assert_eq!(app.deliver("whatsapp.message.received", &body).await, 200);
+    let sends = sim.wait_for_sends(1, WAIT).await;
+    assert_eq!(settled_jobs(&app, 1).await[0].1, "done");
+    let wamid = sends[0].wamid.clone();
+    let mut status = crate::payloads::message_status(&wamid, "delivered");
+    status["conversation"]["id"] = "conv-tl".into();
+    status["message"]["timestamp"] = now.to_string().into();
+    assert_eq!(
+        app.deliver("whatsapp.message.delivered", &status).await,
+        200
+    );
+
+    let list = get_json(&app, "/admin/api/conversations").await;
+    assert_eq!(list["conversations"][0]["conversation_id"], "conv-tl");
+    let view = get_json(&app, "/admin/api/conversations/conv-tl").await;
+    let events = view["events"].as_array().unwrap();
+    assert_eq!(events[0]["text"], "is my order shipped?");
+    assert_eq!(events[1]["event_type"], "whatsapp.message.delivered");
+    assert_eq!(view["outbound"][0]["body"]["text"]["body"], "got it");
+    assert_eq!(view["outbound"][0]["wamid"], wamid.as_str());
+    assert_eq!(view["outbound"][0]["status"], "delivered");
+    assert_eq!(view["window"]["open"], true);
+    assert_eq!(
+        view["window"]["closes_at"].as_i64(),
+        Some((now - 60) * 1000 + 24 * 3600 * 1000)
+    );
+    let missing = call(
+        &app,
+        "GET",
+        "/admin/api/conversations/conv-none",
+        Some(TOKEN),
+    )
+    .await;
+    assert_eq!(missing.status(), 404);
 }
