@@ -79,6 +79,5 @@ fn latest_status<'a>(events: &'a [TimelineEvent], wamid: &str) -> Option<&'a str
         .iter()
         .filter(|e| e.message_id.as_deref() == Some(wamid))
         .filter_map(|e| e.event_type.strip_prefix("whatsapp.message."))
-        .filter(|status| ["sent", "delivered", "read", "failed"].contains(status))
-        .next_back()
+        .rfind(|status| ["sent", "delivered", "read", "failed"].contains(status))
 }
