@@ -207,6 +207,9 @@ impl App {
                 writer: self.pool.clone(),
                 token,
                 clock: self.clock.clone(),
+                router: self.routes.clone(),
+                queue: self.queue.clone(),
+                priority: self.priority.clone(),
             })
         });
         let with_admin_api = |router: Router| match &admin_api {

@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 
 use super::{page_size, AdminApiState, ApiError};
 use crate::inbox::store::{self as inbox_store, EventFilter};
+use crate::jobs::replay::{ReplayError, Replayer};
 use crate::jobs::store as job_store;
 
 /// `GET /admin/api/events` filters; every one optional.
@@ -90,4 +91,33 @@ pub async fn quarantine(
     let limit = page_size(query.limit)?;
     let entries = inbox_store::list_quarantine(&state.reads, limit).await?;
     Ok(Json(json!({ "quarantine": entries })))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayQuery {
+    /// Also replay routes that already have a job for the event (may send again).
+    #[serde(default)]
+    force: bool,
+}
+
+/// Runs event `id` through the current routes again: `{"matched", "jobs": [[route, id]],
+/// "skipped": [{"route", "job", "state"}]}`.
+pub async fn replay(
+    State(state): State<AdminApiState>,
+    Path(id): Path<i64>,
+    Query(query): Query<ReplayQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let replayer = Replayer {
+        writer: &state.writer,
+        reads: &state.reads,
+        router: &state.router,
+        queue: state.queue.as_ref(),
+        priority: &state.priority,
+    };
+    match replayer.replay(id, query.force, state.clock.now_ms()).await {
+        Ok(replayed) => Ok(Json(json!(replayed))),
+        Err(ReplayError::NoEvent(id)) => Err(ApiError::not_found(format!("no event with id {id}"))),
+        Err(ReplayError::Database(err)) => Err(err.into()),
+    }
 }

@@ -34,6 +34,12 @@ pub struct AdminApiState {
     pub token: Secret,
     /// The pipeline's clock: a retried job is due now on it.
     pub clock: crate::clock::Clock,
+    /// The routes in force, for replays.
+    pub router: std::sync::Arc<crate::router::Router>,
+    /// The job schedule replayed jobs join.
+    pub queue: std::sync::Arc<dyn crate::jobs::queue::JobQueue>,
+    /// Replays write after the inbox, like the pipeline.
+    pub priority: crate::write_priority::WritePriority,
 }
 
 /// `/admin/api/...`, behind the token check (unknown paths under it too: without the token
@@ -43,6 +49,7 @@ pub fn router(state: AdminApiState) -> Router {
     let api = Router::new()
         .route("/events", get(events::list))
         .route("/events/{id}", get(events::show))
+        .route("/events/{id}/replay", post(events::replay))
         .route("/quarantine", get(events::quarantine))
         .route("/conversations", get(conversations::list))
         .route("/conversations/{id}", get(conversations::show))

@@ -2,6 +2,7 @@
 //! dead-lettered when it cannot succeed. Jobs of one conversation and route run in order.
 
 pub mod queue;
+pub mod replay;
 pub mod retry;
 pub mod runner;
 pub mod schedule;

@@ -76,6 +76,8 @@ pub struct JobRow {
     pub event_ids: String,
     pub created_at: i64,
     pub finished_at: Option<i64>,
+    /// Created by replaying its event (the admin API), not by routing it on arrival.
+    pub replay: bool,
 }
 
 impl JobRow {
@@ -435,7 +437,7 @@ pub struct JobFilter {
 pub async fn list(pool: &SqlitePool, filter: &JobFilter) -> Result<Vec<JobRow>, sqlx::Error> {
     let mut query: QueryBuilder<Sqlite> = QueryBuilder::new(
         "SELECT id, route, handler, event_type, conversation, state, attempts, max_attempts, run_at,
-                last_error, event_ids, created_at, finished_at
+                last_error, event_ids, created_at, finished_at, replay
          FROM jobs WHERE 1 = 1",
     );
     if let Some(state) = &filter.state {
@@ -456,7 +458,7 @@ pub async fn list(pool: &SqlitePool, filter: &JobFilter) -> Result<Vec<JobRow>, 
 pub async fn get(pool: &SqlitePool, id: i64) -> Result<Option<JobRow>, sqlx::Error> {
     sqlx::query_as(
         "SELECT id, route, handler, event_type, conversation, state, attempts, max_attempts, run_at,
-                last_error, event_ids, created_at, finished_at
+                last_error, event_ids, created_at, finished_at, replay
          FROM jobs WHERE id = ?",
     )
     .bind(id)
@@ -469,7 +471,7 @@ pub async fn get(pool: &SqlitePool, id: i64) -> Result<Option<JobRow>, sqlx::Err
 pub async fn handling_event(pool: &SqlitePool, event_id: i64) -> Result<Vec<JobRow>, sqlx::Error> {
     sqlx::query_as(
         "SELECT id, route, handler, event_type, conversation, state, attempts, max_attempts, run_at,
-                last_error, event_ids, created_at, finished_at
+                last_error, event_ids, created_at, finished_at, replay
          FROM jobs WHERE id IN (SELECT jobs.id FROM jobs, json_each(jobs.event_ids) AS e WHERE e.value = ?)
          ORDER BY id",
     )
@@ -504,6 +506,16 @@ pub async fn outbound_of(pool: &SqlitePool, job_id: i64) -> Result<Vec<OutboundR
     .bind(job_id)
     .fetch_all(pool)
     .await
+}
+
+/// Marks jobs `ids` as created by a replay; part of the transaction that enqueued them.
+pub async fn mark_replay(conn: &mut SqliteConnection, ids: &[i64]) -> Result<(), sqlx::Error> {
+    let json = serde_json::to_string(ids).unwrap_or_else(|_| "[]".to_owned());
+    sqlx::query("UPDATE jobs SET replay = 1 WHERE id IN (SELECT value FROM json_each(?))")
+        .bind(json)
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
 /// The latest `limit` outbound rows of the jobs of `conversation`, oldest first (a scan of the

@@ -20,8 +20,9 @@ fn admin_config(rest: &str) -> String {
 }
 
 /// Every admin route, as (method, path).
-const ROUTES: [(&str, &str); 10] = [
+const ROUTES: [(&str, &str); 11] = [
     ("GET", "/admin/api/events"),
+    ("POST", "/admin/api/events/1/replay"),
     ("GET", "/admin/api/conversations"),
     ("GET", "/admin/api/conversations/conv-a"),
     ("GET", "/admin/api/events/1"),
@@ -305,5 +306,64 @@ handler = { kind = "reply", text = "got it" }
         Some(TOKEN),
     )
     .await;
+    assert_eq!(missing.status(), 404);
+}
+
+#[tokio::test]
+async fn a_replay_skips_routes_that_answered_unless_forced_and_is_recorded() {
+    let sim = sim().await;
+    let app = TestApp::spawn_with(&pipeline_config(
+        &sim,
+        &admin_config(
+            r#"
+[[routes]]
+name = "ack"
+on = "whatsapp.message.received"
+handler = { kind = "reply", text = "got it" }
+"#,
+        ),
+    ))
+    .await;
+    let body = message_received("wamid.R1", "conv-r", "hello");
+    assert_eq!(app.deliver("whatsapp.message.received", &body).await, 200);
+    sim.wait_for_sends(1, WAIT).await;
+    assert_eq!(settled_jobs(&app, 1).await[0].1, "done");
+    let event_id = get_json(&app, "/admin/api/events").await["events"][0]["id"]
+        .as_i64()
+        .unwrap();
+
+    let plain = call(
+        &app,
+        "POST",
+        &format!("/admin/api/events/{event_id}/replay"),
+        Some(TOKEN),
+    )
+    .await;
+    assert_eq!(plain.status(), 200);
+    let plain: Value = plain.json().await.unwrap();
+    assert_eq!(plain["matched"], serde_json::json!(["ack"]));
+    assert_eq!(plain["jobs"].as_array().unwrap().len(), 0, "{plain}");
+    assert_eq!(plain["skipped"][0]["route"], "ack");
+    assert_eq!(plain["skipped"][0]["state"], "done");
+    assert_eq!(app.count("jobs").await, 1, "no job, so no second answer");
+
+    let forced = call(
+        &app,
+        "POST",
+        &format!("/admin/api/events/{event_id}/replay?force=true"),
+        Some(TOKEN),
+    )
+    .await;
+    let forced: Value = forced.json().await.unwrap();
+    let job_id = forced["jobs"][0][1].as_i64().expect("a new job");
+    let sends = sim.wait_for_sends(2, WAIT).await;
+    assert_eq!(sends[1].body["text"]["body"], "got it");
+    let job = get_json(&app, &format!("/admin/api/jobs/{job_id}")).await;
+    assert_eq!(job["job"]["replay"], true);
+    let path = get_json(&app, &format!("/admin/api/events/{event_id}")).await;
+    assert_eq!(path["jobs"].as_array().unwrap().len(), 2);
+    assert_eq!(path["jobs"][0]["job"]["replay"], false);
+
+    let missing = call(&app, "POST", "/admin/api/events/424242/replay", Some(TOKEN)).await;
     assert_eq!(missing.status(), 404);
 }
