@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use super::{page_size, AdminApiState, ApiError};
 use crate::inbox::store::{self as inbox_store, EventFilter};
-use crate::jobs::replay::{ReplayError, Replayer};
+use crate::jobs::replay::{ReplayError, Replayer, Schedule};
 use crate::jobs::store as job_store;
 
 /// `GET /admin/api/events` filters; every one optional.
@@ -112,8 +112,10 @@ pub async fn replay(
         writer: &state.writer,
         reads: &state.reads,
         router: &state.router,
-        queue: state.queue.as_ref(),
-        priority: &state.priority,
+        schedule: Schedule::InProcess {
+            queue: state.queue.as_ref(),
+            priority: &state.priority,
+        },
     };
     match replayer.replay(id, query.force, state.clock.now_ms()).await {
         Ok(replayed) => Ok(Json(json!(replayed))),

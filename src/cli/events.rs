@@ -1,4 +1,5 @@
-//! `switchboard events list|show`: read the inbox.
+//! `switchboard events list|show|replay`: read the inbox, and run an event through the routes
+//! again.
 
 use anyhow::Context;
 use serde_json::Value;
@@ -6,13 +7,19 @@ use sqlx::SqlitePool;
 
 use super::table::{format_ms, one_line, print_table};
 use super::EventsCommand;
+use crate::config::Config;
 use crate::inbox::store::{self, EventFilter, QuarantineEntry};
+use crate::jobs::replay::{Replayer, Schedule};
+use crate::router::Router;
 
 /// Widest message text shown in the table.
 const TEXT_WIDTH: usize = 40;
 
 pub async fn events(pool: &SqlitePool, command: EventsCommand) -> anyhow::Result<()> {
     match command {
+        EventsCommand::Replay { .. } => {
+            anyhow::bail!("`events replay` needs the config's routes: it runs through `replay`")
+        }
         EventsCommand::List {
             quarantined: true,
             limit,
@@ -178,4 +185,47 @@ fn quarantine_json(entry: &QuarantineEntry) -> serde_json::Result<Value> {
     let mut value = serde_json::to_value(entry)?;
     value["body_bytes"] = Value::from(entry.body.len());
     Ok(value)
+}
+
+/// `switchboard events replay ID [--force]`: the admin API's replay, with the routes of
+/// `config`; the jobs reach a running server through `job_requests`.
+pub async fn replay(
+    config: &Config,
+    pool: &SqlitePool,
+    id: i64,
+    force: bool,
+    json: bool,
+) -> anyhow::Result<()> {
+    let router = Router::new(config).context("compiling [[routes]]")?;
+    let replayer = Replayer {
+        writer: pool,
+        reads: pool,
+        router: &router,
+        schedule: Schedule::ByRequest,
+    };
+    let replayed = replayer.replay(id, force, crate::clock::now_ms()).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&replayed)?);
+        return Ok(());
+    }
+    if replayed.matched.is_empty() {
+        println!("event {id}: no route matches it now; nothing to do");
+    }
+    for (route, job) in &replayed.jobs {
+        println!("event {id}: route `{route}` -> job {job}, queued (a running server runs it now)");
+    }
+    for skipped in &replayed.skipped {
+        println!(
+            "event {id}: route `{}` skipped: it already has job {} ({}); {}",
+            skipped.route,
+            skipped.job,
+            skipped.state,
+            if skipped.state == "dead" {
+                "retry that job instead (`switchboard jobs retry`), or pass --force"
+            } else {
+                "pass --force to run it again"
+            }
+        );
+    }
+    Ok(())
 }

@@ -158,6 +158,19 @@ pub enum EventsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Run a stored event through the routes of --config again: a new job per matching route
+    /// that has no job for it yet (a running server picks them up, as with `jobs retry`).
+    Replay {
+        /// The event's id (the ID column of `events list`).
+        id: i64,
+        /// Also replay routes that already have a job for the event (may send the customer
+        /// the same answer again).
+        #[arg(long)]
+        force: bool,
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
     /// One event in full (or one quarantined body with --quarantined).
     Show {
         /// The event's id (the ID column of `events list`).
@@ -201,6 +214,16 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
                 println!("admin API: off (set admin.token to turn it on)");
             }
             Ok(())
+        }
+        Command::Events {
+            db,
+            command: EventsCommand::Replay { id, force, json },
+        } => {
+            let config = load_or_default(db.config.as_deref())?;
+            let pool = db.open().await?;
+            let result = events::replay(&config, &pool, id, force, json).await;
+            pool.close().await;
+            result
         }
         Command::Events { db, command } => {
             let pool = db.open().await?;

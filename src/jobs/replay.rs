@@ -42,13 +42,24 @@ pub struct SkippedRoute {
     pub state: String,
 }
 
+/// Who runs a replay's jobs.
+pub enum Schedule<'a> {
+    /// This process's job schedule (the server's admin API), after its own inbox writes.
+    InProcess {
+        queue: &'a dyn JobQueue,
+        priority: &'a WritePriority,
+    },
+    /// The running server, asked through `job_requests` as `switchboard jobs retry` does (or,
+    /// when none runs, the next one to start).
+    ByRequest,
+}
+
 /// Where a replay reads and writes, and who schedules its jobs.
 pub struct Replayer<'a> {
     pub writer: &'a SqlitePool,
     pub reads: &'a SqlitePool,
     pub router: &'a Router,
-    pub queue: &'a dyn JobQueue,
-    pub priority: &'a WritePriority,
+    pub schedule: Schedule<'a>,
 }
 
 impl Replayer<'_> {
@@ -90,17 +101,26 @@ impl Replayer<'_> {
         if new_jobs.is_empty() {
             return Ok(replayed);
         }
-        self.priority.after_urgent().await;
+        if let Schedule::InProcess { priority, .. } = &self.schedule {
+            priority.after_urgent().await;
+        }
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
         let ids = job_store::enqueue_all(&mut tx, &new_jobs, now).await?;
         job_store::mark_replay(&mut tx, &ids).await?;
+        if let Schedule::ByRequest = self.schedule {
+            for id in &ids {
+                job_store::request_run(&mut tx, *id, now).await?;
+            }
+        }
         tx.commit().await?;
         replayed.jobs = new_jobs
             .iter()
             .map(|job| job.route.clone())
             .zip(ids.iter().copied())
             .collect();
-        self.queue.offer(NewJob::all_committed(new_jobs, ids, now));
+        if let Schedule::InProcess { queue, .. } = &self.schedule {
+            queue.offer(NewJob::all_committed(new_jobs, ids, now));
+        }
         Ok(replayed)
     }
 }

@@ -412,16 +412,27 @@ pub async fn retry_now(pool: &SqlitePool, id: i64, now: i64) -> Result<bool, sql
     if result.rows_affected() != 1 {
         return Ok(false);
     }
+    request_run(&mut tx, id, now).await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// Asks a running server to schedule queued job `id` (`job_requests`); a server that is not
+/// running loads every queued job when it starts. Part of the caller's transaction.
+pub async fn request_run(
+    conn: &mut SqliteConnection,
+    id: i64,
+    now: i64,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO job_requests (job_id, requested_at) VALUES (?1, ?2)
          ON CONFLICT (job_id) DO UPDATE SET requested_at = excluded.requested_at",
     )
     .bind(id)
     .bind(now)
-    .execute(&mut *tx)
+    .execute(conn)
     .await?;
-    tx.commit().await?;
-    Ok(true)
+    Ok(())
 }
 
 #[derive(Debug, Clone, Default)]

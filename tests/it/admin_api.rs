@@ -367,3 +367,53 @@ handler = { kind = "reply", text = "got it" }
     let missing = call(&app, "POST", "/admin/api/events/424242/replay", Some(TOKEN)).await;
     assert_eq!(missing.status(), 404);
 }
+
+#[tokio::test]
+async fn the_cli_replays_through_the_same_operation_and_the_running_server_runs_the_job() {
+    let sim = sim().await;
+    let app = TestApp::spawn_with(&pipeline_config(
+        &sim,
+        r#"
+[[routes]]
+name = "ack"
+on = "whatsapp.message.received"
+handler = { kind = "reply", text = "got it" }
+"#,
+    ))
+    .await;
+    let body = message_received("wamid.C1", "conv-c", "hello");
+    assert_eq!(app.deliver("whatsapp.message.received", &body).await, 200);
+    sim.wait_for_sends(1, WAIT).await;
+    assert_eq!(settled_jobs(&app, 1).await[0].1, "done");
+    let config = app.config_path();
+    let config = config.to_str().unwrap();
+
+    let plain = crate::cli::switchboard(&["events", "replay", "1", "--config", config]);
+    assert!(
+        plain.status.success(),
+        "{}",
+        String::from_utf8_lossy(&plain.stderr)
+    );
+    let out = String::from_utf8_lossy(&plain.stdout);
+    assert!(
+        out.contains("route `ack` skipped: it already has job"),
+        "{out}"
+    );
+    assert_eq!(app.count("jobs").await, 1);
+
+    let forced = crate::cli::switchboard(&[
+        "events", "replay", "1", "--force", "--json", "--config", config,
+    ]);
+    assert!(
+        forced.status.success(),
+        "{}",
+        String::from_utf8_lossy(&forced.stderr)
+    );
+    let replayed: Value = serde_json::from_slice(&forced.stdout).unwrap();
+    assert_eq!(replayed["jobs"][0][0], "ack");
+    let sends = sim.wait_for_sends(2, WAIT).await;
+    assert_eq!(
+        sends[1].body["text"]["body"], "got it",
+        "the server ran the replayed job"
+    );
+}
