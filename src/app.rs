@@ -20,6 +20,7 @@ use crate::admin_api;
 use crate::buffer::{self, OpenBuffers};
 use crate::clock::Clock;
 use crate::config::{Config, KapsoConfig};
+use crate::console;
 use crate::db;
 use crate::dispatch::Dispatcher;
 use crate::handlers::store::Ledger;
@@ -202,15 +203,27 @@ impl App {
             ))
         };
         let admin_api = self.config.admin.token.clone().map(|token| {
-            admin_api::router(admin_api::AdminApiState {
+            let api = admin_api::AdminApiState {
                 reads: self.reads.clone(),
                 writer: self.pool.clone(),
-                token,
+                token: token.clone(),
                 clock: self.clock.clone(),
                 router: self.routes.clone(),
                 queue: self.queue.clone(),
                 priority: self.priority.clone(),
-            })
+            };
+            let console = console::router(console::ConsoleState {
+                api: api.clone(),
+                token: admin_api::Token::new(&token),
+                sessions: console::Sessions::default(),
+                secure_cookie: self
+                    .config
+                    .server
+                    .public_url
+                    .as_deref()
+                    .is_some_and(|url| url.starts_with("https://")),
+            });
+            admin_api::router(api).merge(console)
         });
         let with_admin_api = |router: Router| match &admin_api {
             Some(api) => router.merge(api.clone()),

@@ -8,6 +8,7 @@ pub mod buffer;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod console;
 pub mod db;
 pub mod demo;
 pub mod dispatch;

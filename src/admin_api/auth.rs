@@ -27,7 +27,7 @@ impl Token {
     }
 
     /// Whether `presented` is the token, in time independent of where they differ.
-    fn accepts(&self, presented: &[u8]) -> bool {
+    pub fn accepts(&self, presented: &[u8]) -> bool {
         let digest: [u8; 32] = Sha256::digest(presented).into();
         let differences = digest
             .iter()

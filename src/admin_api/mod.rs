@@ -18,6 +18,7 @@ use sqlx::SqlitePool;
 
 use crate::secret::Secret;
 
+pub use auth::Token;
 pub use error::ApiError;
 
 /// Most rows one page of a list returns.

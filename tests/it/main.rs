@@ -9,6 +9,7 @@ mod cli;
 mod cli_help;
 mod cli_prune;
 mod cli_simulate;
+mod console;
 mod demo;
 mod docker;
 mod faults;

@@ -1,0 +1,279 @@
+//! The console's pages. Every value read from the database is escaped ([`escape`]).
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+
+use super::html::{escape, page, table, time};
+use super::{html as respond, ConsoleState, ListQuery};
+use crate::inbox::store::{self as inbox_store, EventFilter};
+use crate::jobs::store::{self as job_store, JobFilter};
+
+/// Rows a list page shows.
+const ROWS: i64 = 100;
+
+pub fn login_page(error: Option<&str>) -> String {
+    let error = error
+        .map(|e| format!("<p class=\"error\">{}</p>", escape(e)))
+        .unwrap_or_default();
+    page(
+        "Sign in",
+        None,
+        &format!(
+            "{error}<form method=\"post\" action=\"/admin/login\" class=\"login\">\
+             <label>Admin token <input type=\"password\" name=\"token\" autocomplete=\"current-password\" required></label>\
+             <button type=\"submit\">Sign in</button></form>\
+             <p class=\"hint\">The token is <code>admin.token</code> of the server's config.</p>"
+        ),
+    )
+}
+
+pub fn database_error(err: &sqlx::Error) -> Response {
+    tracing::warn!(error = %err, "console: database error");
+    respond(
+        StatusCode::SERVICE_UNAVAILABLE,
+        page(
+            "Unavailable",
+            None,
+            "<p>The database could not answer; retry in a moment.</p>",
+        ),
+    )
+}
+
+/// The signed-in session's form token, or the answer for a visitor who is not signed in: the
+/// sign-in page at `/admin`, a redirect to it elsewhere.
+fn signed_in(
+    state: &ConsoleState,
+    headers: &HeaderMap,
+    at_root: bool,
+) -> Result<String, Box<Response>> {
+    match state.sessions.find(headers, crate::clock::now_ms()) {
+        Some((_, session)) => Ok(session.csrf),
+        None if at_root => Err(Box::new(respond(StatusCode::OK, login_page(None)))),
+        None => Err(Box::new(Redirect::to("/admin").into_response())),
+    }
+}
+
+fn event_rows(events: &[inbox_store::EventSummary]) -> Vec<Vec<String>> {
+    events
+        .iter()
+        .map(|e| {
+            vec![
+                format!("<a href=\"/admin/events/{}\">{}</a>", e.id, e.id),
+                escape(&time(e.received_at)),
+                escape(&e.event_type),
+                escape(&e.webhook),
+                escape(e.conversation_id.as_deref().unwrap_or("")),
+                escape(e.text.as_deref().unwrap_or("")),
+            ]
+        })
+        .collect()
+}
+
+const EVENT_HEADERS: [&str; 6] = [
+    "ID",
+    "Received",
+    "Type",
+    "Webhook",
+    "Conversation",
+    "Message",
+];
+
+pub async fn overview(State(state): State<ConsoleState>, headers: HeaderMap) -> Response {
+    let csrf = match signed_in(&state, &headers, true) {
+        Ok(csrf) => csrf,
+        Err(response) => return *response,
+    };
+    let reads = &state.api.reads;
+    let counts = match job_store::count_by_state(reads).await {
+        Ok(counts) => counts,
+        Err(err) => return database_error(&err),
+    };
+    let filter = EventFilter {
+        limit: 20,
+        ..EventFilter::default()
+    };
+    let events = match inbox_store::list_events(reads, &filter).await {
+        Ok(events) => events,
+        Err(err) => return database_error(&err),
+    };
+    let jobs: Vec<Vec<String>> = counts
+        .iter()
+        .map(|(state, n)| {
+            vec![
+                format!("<a href=\"/admin/jobs?state={0}\">{0}</a>", escape(state)),
+                n.to_string(),
+            ]
+        })
+        .collect();
+    let body = format!(
+        "<h2>Jobs</h2>{}<h2>Latest events</h2>{}",
+        table(&["State", "Jobs"], &jobs),
+        table(&EVENT_HEADERS, &event_rows(&events))
+    );
+    respond(StatusCode::OK, page("Overview", Some(&csrf), &body))
+}
+
+pub async fn events(
+    State(state): State<ConsoleState>,
+    headers: HeaderMap,
+    Query(query): Query<ListQuery>,
+) -> Response {
+    let csrf = match signed_in(&state, &headers, false) {
+        Ok(csrf) => csrf,
+        Err(response) => return *response,
+    };
+    let text = query.text.filter(|t| !t.is_empty());
+    let event_type = query.event_type.filter(|t| !t.is_empty());
+    let filter = EventFilter {
+        text: text.clone(),
+        event_type: event_type.clone(),
+        limit: ROWS,
+        ..EventFilter::default()
+    };
+    let events = match inbox_store::list_events(&state.api.reads, &filter).await {
+        Ok(events) => events,
+        Err(err) => return database_error(&err),
+    };
+    let body = format!(
+        "<form method=\"get\" action=\"/admin/events\" class=\"filters\">\
+         <label>Text <input name=\"text\" value=\"{}\"></label>\
+         <label>Type <input name=\"type\" value=\"{}\" placeholder=\"whatsapp.message.*\"></label>\
+         <button type=\"submit\">Find</button></form>{}",
+        escape(text.as_deref().unwrap_or("")),
+        escape(event_type.as_deref().unwrap_or("")),
+        table(&EVENT_HEADERS, &event_rows(&events))
+    );
+    respond(StatusCode::OK, page("Events", Some(&csrf), &body))
+}
+
+pub async fn event(
+    State(state): State<ConsoleState>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+) -> Response {
+    let csrf = match signed_in(&state, &headers, false) {
+        Ok(csrf) => csrf,
+        Err(response) => return *response,
+    };
+    let reads = &state.api.reads;
+    let event = match inbox_store::get_event(reads, id).await {
+        Ok(Some(event)) => event,
+        Ok(None) => {
+            return respond(
+                StatusCode::NOT_FOUND,
+                page(
+                    "No such event",
+                    Some(&csrf),
+                    &format!("<p>No event has id {id}.</p>"),
+                ),
+            )
+        }
+        Err(err) => return database_error(&err),
+    };
+    let delivery = match inbox_store::get_delivery(reads, event.delivery_id).await {
+        Ok(delivery) => delivery,
+        Err(err) => return database_error(&err),
+    };
+    let jobs = match job_store::handling_event(reads, id).await {
+        Ok(jobs) => jobs,
+        Err(err) => return database_error(&err),
+    };
+    let mut body = format!(
+        "<dl><dt>Type</dt><dd>{}</dd><dt>Message</dt><dd class=\"message\">{}</dd>\
+         <dt>Conversation</dt><dd>{}</dd><dt>Received</dt><dd>{}</dd></dl>",
+        escape(&event.event_type),
+        escape(event.text.as_deref().unwrap_or("")),
+        escape(event.conversation_id.as_deref().unwrap_or("")),
+        escape(&time(event.received_at)),
+    );
+    if let Some(d) = delivery {
+        body.push_str(&format!(
+            "<h2>Delivery</h2><p>#{} to webhook <b>{}</b> at {}: {}</p>",
+            d.id,
+            escape(&d.webhook),
+            escape(&time(d.received_at)),
+            escape(&d.result)
+        ));
+    }
+    body.push_str("<h2>Jobs</h2>");
+    let mut rows = Vec::new();
+    for job in &jobs {
+        let sent = match job_store::outbound_of(reads, job.id).await {
+            Ok(rows) => rows
+                .iter()
+                .map(|o| format!("{} {}", o.state, o.wamid.as_deref().unwrap_or("")))
+                .collect::<Vec<_>>()
+                .join(", "),
+            Err(err) => return database_error(&err),
+        };
+        rows.push(job_row(job, &csrf, &sent));
+    }
+    body.push_str(&table(&JOB_HEADERS, &rows));
+    let payload = serde_json::from_str::<serde_json::Value>(&event.payload)
+        .and_then(|value| serde_json::to_string_pretty(&value))
+        .unwrap_or_else(|_| event.payload.clone());
+    body.push_str(&format!("<h2>Payload</h2><pre>{}</pre>", escape(&payload)));
+    respond(
+        StatusCode::OK,
+        page(&format!("Event {id}"), Some(&csrf), &body),
+    )
+}
+
+const JOB_HEADERS: [&str; 7] = ["ID", "Route", "State", "Attempts", "Last error", "Sent", ""];
+
+fn job_row(job: &job_store::JobRow, csrf: &str, sent: &str) -> Vec<String> {
+    let action = if job.state == "dead" {
+        format!(
+            "<form method=\"post\" action=\"/admin/jobs/{}/retry\" class=\"inline\">\
+             <input type=\"hidden\" name=\"csrf\" value=\"{}\"><button type=\"submit\">Retry</button></form>",
+            job.id,
+            escape(csrf)
+        )
+    } else {
+        String::new()
+    };
+    vec![
+        job.id.to_string(),
+        escape(&job.route),
+        format!("<span class=\"state {0}\">{0}</span>", escape(&job.state)),
+        format!("{}/{}", job.attempts, job.max_attempts),
+        escape(job.last_error.as_deref().unwrap_or("")),
+        escape(sent),
+        action,
+    ]
+}
+
+pub async fn jobs(
+    State(state): State<ConsoleState>,
+    headers: HeaderMap,
+    Query(query): Query<ListQuery>,
+) -> Response {
+    let csrf = match signed_in(&state, &headers, false) {
+        Ok(csrf) => csrf,
+        Err(response) => return *response,
+    };
+    let wanted = query
+        .state
+        .filter(|s| ["queued", "running", "done", "dead"].contains(&s.as_str()));
+    let filter = JobFilter {
+        state: wanted.clone(),
+        limit: ROWS,
+        ..JobFilter::default()
+    };
+    let jobs = match job_store::list(&state.api.reads, &filter).await {
+        Ok(jobs) => jobs,
+        Err(err) => return database_error(&err),
+    };
+    let notice = query
+        .retried
+        .map(|id| format!("<p class=\"notice\">Job {id} is queued to run again.</p>"))
+        .unwrap_or_default();
+    let rows: Vec<Vec<String>> = jobs.iter().map(|j| job_row(j, &csrf, "")).collect();
+    let title = match &wanted {
+        Some(state) => format!("Jobs: {state}"),
+        None => "Jobs".to_owned(),
+    };
+    let body = format!("{notice}{}", table(&JOB_HEADERS, &rows));
+    respond(StatusCode::OK, page(&title, Some(&csrf), &body))
+}
