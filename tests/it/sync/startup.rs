@@ -129,6 +129,19 @@ async fn a_rejected_api_key_at_startup_does_not_stop_serving() {
         state.contains("Kapso rejected the API key (kapso.api_key)"),
         "{state}"
     );
+    let ready = app.get("/readyz").await;
+    assert_eq!(
+        ready.status(),
+        200,
+        "a failed sync never makes the server unready"
+    );
+    let last = &ready.json::<Value>().await.unwrap()["webhook_sync_last"];
+    assert_eq!(last["result"], "failed", "{last}");
+    assert!(
+        last["error"].as_str().unwrap().contains("API key"),
+        "{last}"
+    );
+    assert_eq!(last["last_success_at"], Value::Null, "{last}");
     let body = message_received("wamid.DURING_SYNC_FAILURE", "conv-sync", "still there?");
     assert_eq!(app.deliver("whatsapp.message.received", &body).await, 200);
     assert_eq!(app.count("events").await, 1);
@@ -149,6 +162,34 @@ async fn startup_sync_retries_until_kapso_is_reachable_then_reports_ok() {
 
     gate.open();
     sync_state(&app, |s| s == "ok").await;
+
+    let ready: Value = app.get("/readyz").await.json().await.unwrap();
+    let last = &ready["webhook_sync_last"];
+    assert_eq!(last["result"], "ok", "{ready}");
+    assert_eq!(
+        last["changes"],
+        serde_json::json!({"created": 2}),
+        "{ready}"
+    );
+    assert_eq!(last["at"], last["last_success_at"], "{ready}");
+    assert!(last["at"].as_str().unwrap().ends_with('Z'), "{ready}");
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains("switchboard_webhook_sync_runs_total{result=\"ok\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("switchboard_webhook_sync_runs_total{result=\"failed\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("switchboard_webhook_sync_changes_total{action=\"created\"} 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("switchboard_webhook_sync_last_success_timestamp_seconds "),
+        "{metrics}"
+    );
 
     let mut urls: Vec<String> = sim
         .webhooks()
