@@ -11,6 +11,7 @@
 pub mod apply;
 pub mod plan;
 pub mod report;
+pub mod silence;
 pub mod startup;
 
 use std::collections::{HashMap, HashSet};
