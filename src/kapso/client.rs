@@ -1,8 +1,9 @@
 //! [`KapsoClient`]: the one HTTP client for Kapso's Platform API (`/platform/v1`) and Meta proxy
 //! (`/meta/whatsapp/{graph_version}`). This file owns construction, the Meta proxy calls and
 //! the call core: `X-API-Key` on every call, the per-call timeout, and retries of transient
-//! failures (CONTRACT §6) before handing back a [`KapsoError`]. Platform API calls are in
-//! `platform.rs`.
+//! failures (CONTRACT §6) before handing back a [`KapsoError`]. Every call but sends and
+//! mark-as-read first waits for the API key's request budget ([`ApiLimiter`]). Platform API
+//! calls are in `platform.rs`.
 
 use std::error::Error as _;
 use std::sync::Arc;

@@ -144,3 +144,30 @@ async fn with_the_interval_off_the_sync_runs_once() {
     assert_eq!(sim.requests().len(), before, "no sync after the first");
     assert_eq!(running.state.borrow().runs, 1);
 }
+
+#[tokio::test]
+async fn a_failed_round_is_reported_with_the_last_success_kept() {
+    let sim = sim().await;
+    let mut running = Running::start(config(&sim, &with_interval(WEBHOOKS)));
+    let first = running.after_run(1).await;
+    let succeeded_at = first.last.unwrap().at_ms;
+    // Kapso becomes unreachable while the server runs.
+    sim.shutdown().await;
+
+    running.time.advance(INTERVAL);
+    let second = running.after_run(2).await;
+
+    assert!(
+        matches!(&second.status, SyncStatus::Retrying(e) if e.contains("listing the webhooks")),
+        "{:?}",
+        second.status
+    );
+    let last = second.last.unwrap();
+    assert!(last.error.is_some());
+    assert_eq!(last.last_success_ms, Some(succeeded_at));
+    let metrics = running.metrics.render();
+    assert!(
+        metrics.contains("switchboard_webhook_sync_runs_total{result=\"failed\"} 1"),
+        "{metrics}"
+    );
+}
