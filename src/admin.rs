@@ -27,7 +27,7 @@ pub struct AdminState {
     /// Whether the last commit succeeded.
     pub health: WriteHealth,
     pub metrics: Arc<Metrics>,
-    /// State of the startup webhook sync.
+    /// State of the background webhook sync (at startup, then every `sync.interval`).
     pub webhook_sync: watch::Receiver<SyncState>,
 }
 
