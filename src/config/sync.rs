@@ -169,6 +169,17 @@ mod tests {
     }
 
     #[test]
+    fn kapso_request_limit_defaults_to_the_lowest_plan_and_is_range_checked() {
+        assert_eq!(parse(&hook("")).unwrap().kapso.api_requests_per_minute, 100);
+        let pro = hook("").replace("[kapso]\n", "[kapso]\napi_requests_per_minute = 500\n");
+        assert_eq!(parse(&pro).unwrap().kapso.api_requests_per_minute, 500);
+        let zero = hook("").replace("[kapso]\n", "[kapso]\napi_requests_per_minute = 0\n");
+        let err = error(&zero);
+        assert!(err.contains("kapso.api_requests_per_minute"), "{err}");
+        assert!(err.contains("500 pro"), "{err}");
+    }
+
+    #[test]
     fn sync_interval_defaults_to_five_minutes_and_can_be_turned_off() {
         use std::time::Duration;
         let config = parse(&hook("")).unwrap();
