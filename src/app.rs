@@ -171,6 +171,11 @@ impl App {
         &self.pool
     }
 
+    /// The background webhook sync's state, as `/readyz` shows it (tests wait on it).
+    pub fn webhook_sync(&self) -> watch::Receiver<SyncState> {
+        self.webhook_sync.subscribe()
+    }
+
     /// The public listener's routes (webhooks, `/healthz`, and `/readyz` and `/metrics`
     /// unless `ops` is served apart), and the ops listener's when `ops` is true.
     fn routers(&self, ops: bool) -> (Router, Option<Router>) {

@@ -230,3 +230,45 @@ async fn sync_turned_off_or_without_public_url_reports_disabled() {
         "nothing about webhooks was asked of Kapso: {asked:?}"
     );
 }
+
+#[tokio::test]
+async fn a_webhook_paused_while_the_server_runs_is_active_again_after_one_interval() {
+    use switchboard::clock::{Clock, ManualTime};
+    let sim = sim().await;
+    let time = ManualTime::starting_at(1_000_000);
+    let extra = format!(
+        "{}interval = \"5m\"\n",
+        kapso_section(&sim.base_url(), sim.api_key())
+    );
+    let app =
+        TestApp::spawn_with_server_and_clock(&public_url(), &extra, Clock::Manual(time.clone()))
+            .await;
+    let mut sync = app.webhook_sync();
+    sync.wait_for(|s| s.runs >= 1).await.unwrap();
+    let support_url = format!("{PUBLIC_URL}/webhooks/support");
+    let hooks = sim.webhooks();
+    let support = hooks
+        .iter()
+        .find(|h| h["url"] == support_url.as_str())
+        .unwrap();
+    assert!(sim.set_webhook_active(support["id"].as_str().unwrap(), false));
+
+    time.advance(Duration::from_secs(5 * 60));
+    sync.wait_for(|s| s.runs >= 2).await.unwrap();
+
+    let hooks = sim.webhooks();
+    let support = hooks
+        .iter()
+        .find(|h| h["url"] == support_url.as_str())
+        .unwrap();
+    assert_eq!(support["active"], true);
+    let ready = app.get("/readyz").await;
+    assert_eq!(ready.status(), 200);
+    let body: Value = ready.json().await.unwrap();
+    assert_eq!(body["webhook_sync"], "ok", "{body}");
+    assert_eq!(
+        body["webhook_sync_last"]["changes"],
+        serde_json::json!({"reactivated": 1}),
+        "{body}"
+    );
+}
