@@ -17,7 +17,7 @@ use tokio::sync::watch;
 
 use crate::db;
 use crate::metrics::Metrics;
-use crate::sync::SyncStatus;
+use crate::sync::SyncState;
 use crate::write_health::WriteHealth;
 
 #[derive(Clone)]
@@ -27,8 +27,8 @@ pub struct AdminState {
     /// Whether the last commit succeeded.
     pub health: WriteHealth,
     pub metrics: Arc<Metrics>,
-    /// State of the startup webhook sync.
-    pub webhook_sync: watch::Receiver<SyncStatus>,
+    /// State of the background webhook sync (at startup, then every `sync.interval`).
+    pub webhook_sync: watch::Receiver<SyncState>,
 }
 
 /// `/healthz`, `/readyz` and `/metrics`.
@@ -64,11 +64,14 @@ const READY_CHECK_TIMEOUT: Duration = Duration::from_millis(800);
 /// server unready: the webhooks may well exist on Kapso already, and a server out of rotation
 /// would lose deliveries that it could have stored.
 async fn readyz(State(state): State<AdminState>) -> Response {
-    let webhook_sync = state.webhook_sync.borrow().to_string();
+    let (webhook_sync, webhook_sync_last) = {
+        let sync = state.webhook_sync.borrow();
+        (sync.status.to_string(), sync.last_json())
+    };
     let not_ready = |database: String| {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "status": "not ready", "database": database, "webhook_sync": webhook_sync })),
+            Json(json!({ "status": "not ready", "database": database, "webhook_sync": webhook_sync, "webhook_sync_last": webhook_sync_last })),
         )
             .into_response()
     };
@@ -77,7 +80,7 @@ async fn readyz(State(state): State<AdminState>) -> Response {
     match checked {
         Ok(Ok(true)) => match state.health.failure() {
             None => {
-                Json(json!({ "status": "ready", "database": "ok", "webhook_sync": webhook_sync }))
+                Json(json!({ "status": "ready", "database": "ok", "webhook_sync": webhook_sync, "webhook_sync_last": webhook_sync_last }))
                     .into_response()
             }
             Some(error) => not_ready(format!("writes fail: {error}")),

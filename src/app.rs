@@ -19,7 +19,7 @@ use crate::admin::{self, AdminState};
 use crate::admin_api;
 use crate::buffer::{self, OpenBuffers};
 use crate::clock::Clock;
-use crate::config::{Config, KapsoConfig};
+use crate::config::Config;
 use crate::console;
 use crate::db;
 use crate::dispatch::Dispatcher;
@@ -35,7 +35,7 @@ use crate::metrics::Metrics;
 use crate::pacing::{Pacer, Rates};
 use crate::retention::Retention;
 use crate::router::Router as Routes;
-use crate::sync::{self, SyncStatus};
+use crate::sync::{self, SyncReporting, SyncState, SyncStatus};
 use crate::write_health::WriteHealth;
 use crate::write_priority::WritePriority;
 use crate::write_queue::WriteQueue;
@@ -69,7 +69,7 @@ pub struct App {
     routes: Arc<Routes>,
     kapso: Option<KapsoClient>,
     events_stored: Arc<Notify>,
-    webhook_sync: watch::Sender<SyncStatus>,
+    webhook_sync: watch::Sender<SyncState>,
     /// Paces sends per business number; shared by the job workers.
     pacer: Arc<Pacer>,
     /// The startup sync's client, when it runs: no per-call retries, since the sync itself
@@ -134,14 +134,12 @@ impl App {
             priority.clone(),
             health.clone(),
         );
-        let sync_client = if sync::runs_at_startup(&config) {
-            let single_attempts = KapsoConfig {
-                max_retries: 0,
-                ..config.kapso.clone()
-            };
-            Some(KapsoClient::new(&single_attempts).context("setting up the Kapso client")?)
-        } else {
-            None
+        // Single attempts (the sync retries as a whole), sharing the key's request budget.
+        let sync_client = match &kapso {
+            Some(kapso) if sync::runs_at_startup(&config) => {
+                Some(kapso.clone().with_max_retries(0))
+            }
+            _ => None,
         };
         let sync_status = match sync_client {
             Some(_) => SyncStatus::Pending,
@@ -165,7 +163,7 @@ impl App {
             routes,
             kapso,
             events_stored,
-            webhook_sync: watch::Sender::new(sync_status),
+            webhook_sync: watch::Sender::new(SyncState::new(sync_status)),
             pacer,
             sync_client,
         })
@@ -173,6 +171,11 @@ impl App {
 
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
+    }
+
+    /// The background webhook sync's state, as `/readyz` shows it (tests wait on it).
+    pub fn webhook_sync(&self) -> watch::Receiver<SyncState> {
+        self.webhook_sync.subscribe()
     }
 
     /// The public listener's routes (webhooks, `/healthz`, and `/readyz` and `/metrics`
@@ -377,8 +380,14 @@ impl App {
             webhook_sync,
             metrics,
             sync_client,
+            clock,
             ..
         } = self;
+        let sync_reporting = SyncReporting {
+            state: webhook_sync,
+            metrics: metrics.clone(),
+            clock,
+        };
         drop(queue);
         drop(inbox);
         // If this future is dropped before it finishes (a test's simulated crash), the tasks
@@ -405,7 +414,7 @@ impl App {
                 let startup_sync = sync::run_startup_sync(
                     config.clone(),
                     kapso,
-                    webhook_sync,
+                    sync_reporting,
                     shutdown.child_token(),
                 );
                 tasks.spawn(startup_sync);

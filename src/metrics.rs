@@ -57,6 +57,18 @@ pub struct ThrottleLabels {
     pub limit: String,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    /// `ok` or `failed`.
+    pub result: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ActionLabels {
+    /// `created`, `reactivated`, `updated` or `deleted`.
+    pub action: String,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 pub struct Metrics {
@@ -90,6 +102,12 @@ pub struct Metrics {
     pub sends_throttled: Family<ThrottleLabels, Counter>,
     /// How long each send waited for its number's slot (in a worker or re-queued).
     pub send_pacing_wait: Histogram,
+    /// Webhook sync runs (startup and periodic) by result.
+    pub webhook_sync_runs: Family<ResultLabels, Counter>,
+    /// Unix time of the last sync that succeeded.
+    pub webhook_sync_last_success: Gauge,
+    /// Webhooks the sync changed on Kapso, by action.
+    pub webhook_sync_changes: Family<ActionLabels, Counter>,
 }
 
 /// From no wait to the minutes a large backlog on one number can mean.
@@ -226,8 +244,29 @@ impl Metrics {
             "How long sends waited for their business number's next slot",
             send_pacing_wait.clone(),
         );
+        let webhook_sync_runs = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "webhook_sync_runs",
+            "Webhook sync runs (at startup and every sync.interval) by result (ok, failed)",
+            webhook_sync_runs.clone(),
+        );
+        let webhook_sync_last_success = Gauge::default();
+        registry.register(
+            "webhook_sync_last_success_timestamp_seconds",
+            "Unix time of the last webhook sync that succeeded",
+            webhook_sync_last_success.clone(),
+        );
+        let webhook_sync_changes = Family::<ActionLabels, Counter>::default();
+        registry.register(
+            "webhook_sync_changes",
+            "Webhooks the sync changed on Kapso, by action (created, reactivated, updated, deleted)",
+            webhook_sync_changes.clone(),
+        );
         Metrics {
             registry,
+            webhook_sync_runs,
+            webhook_sync_last_success,
+            webhook_sync_changes,
             sends_throttled,
             send_pacing_wait,
             http_body_bytes,
@@ -307,6 +346,27 @@ impl Metrics {
                     table: table.to_owned(),
                 })
                 .inc_by(rows);
+        }
+    }
+
+    /// One webhook sync finished at `now_ms`: `changes` holds the action of each webhook it
+    /// changed (empty for a failed or steady-state run).
+    pub fn record_sync(&self, ok: bool, changes: &[&str], now_ms: i64) {
+        let result = if ok { "ok" } else { "failed" };
+        self.webhook_sync_runs
+            .get_or_create(&ResultLabels {
+                result: result.to_owned(),
+            })
+            .inc();
+        if ok {
+            self.webhook_sync_last_success.set(now_ms.div_euclid(1000));
+        }
+        for action in changes {
+            self.webhook_sync_changes
+                .get_or_create(&ActionLabels {
+                    action: (*action).to_owned(),
+                })
+                .inc();
         }
     }
 

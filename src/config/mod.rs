@@ -101,6 +101,9 @@ pub struct KapsoConfig {
     pub default_send_rate: f64,
     /// Per-number rate overrides: `phone_number_id` → messages per second.
     pub send_rates: std::collections::HashMap<String, f64>,
+    /// Kapso's request limit per API key and minute (by plan: 100, 500 or 1000), kept for
+    /// every call but sends and mark-as-read; see [`crate::kapso::limiter`].
+    pub api_requests_per_minute: u32,
 }
 
 impl Default for KapsoConfig {
@@ -113,6 +116,7 @@ impl Default for KapsoConfig {
             max_retries: 2,
             default_send_rate: crate::pacing::tier::STANDARD_RATE,
             send_rates: std::collections::HashMap::new(),
+            api_requests_per_minute: crate::kapso::limiter::DEFAULT_REQUESTS_PER_MINUTE,
         }
     }
 }
@@ -121,7 +125,7 @@ impl Default for KapsoConfig {
 pub const MAX_SEND_RATE: f64 = 10_000.0;
 
 impl KapsoConfig {
-    fn validate_send_rates(&self, file: &str) -> Result<(), ConfigError> {
+    fn validate_rates(&self, file: &str) -> Result<(), ConfigError> {
         let check = |key: String, rate: f64| {
             if rate.is_finite() && rate > 0.0 && rate <= MAX_SEND_RATE {
                 return Ok(());
@@ -137,6 +141,16 @@ impl KapsoConfig {
         check("kapso.default_send_rate".to_owned(), self.default_send_rate)?;
         for (number, rate) in &self.send_rates {
             check(format!("kapso.send_rates.{number}"), *rate)?;
+        }
+        if !(1..=100_000).contains(&self.api_requests_per_minute) {
+            return Err(ConfigError::Invalid {
+                file: file.to_owned(),
+                key: "kapso.api_requests_per_minute".to_owned(),
+                message: format!(
+                    "{} is out of range: use 1 to 100000, your Kapso plan's limit (100 free, 500 pro, 1000 enterprise; default 100)",
+                    self.api_requests_per_minute
+                ),
+            });
         }
         Ok(())
     }
@@ -389,7 +403,7 @@ impl Config {
                 ),
             ));
         }
-        self.kapso.validate_send_rates(file)?;
+        self.kapso.validate_rates(file)?;
         pipeline::validate_pipeline(self, file)?;
         if !(1..=100_000).contains(&self.storage.group_commit_max) {
             return Err(invalid(

@@ -3,6 +3,9 @@
 
 use serde::Deserialize;
 
+use std::time::Duration;
+
+use super::retention::Age;
 use super::webhooks::Problem;
 use super::{Config, ServerConfig};
 
@@ -17,6 +20,9 @@ pub struct SyncConfig {
     /// First delay before a failed startup sync is tried again; doubles up to `retry_max_ms`.
     pub retry_initial_ms: u64,
     pub retry_max_ms: u64,
+    /// After the startup sync succeeded, sync again this often, so that a webhook Kapso paused
+    /// or deleted while the server runs is back within one interval; `"0"`/`"off"`: never.
+    pub interval: Age,
 }
 
 impl Default for SyncConfig {
@@ -26,6 +32,7 @@ impl Default for SyncConfig {
             prune: false,
             retry_initial_ms: 1_000,
             retry_max_ms: 300_000,
+            interval: Age(Some(Duration::from_secs(5 * 60))),
         }
     }
 }
@@ -90,6 +97,15 @@ pub(super) fn validate_sync(config: &Config) -> Result<(), Problem> {
             ),
         ));
     }
+    if let Some(interval) = sync.interval.0 {
+        if !(Duration::from_secs(10)..=Duration::from_secs(24 * 60 * 60)).contains(&interval) {
+            return Err((
+                "sync.interval".to_owned(),
+                "use \"10s\" to \"1d\" (default \"5m\"), or \"off\" to sync only at startup"
+                    .to_owned(),
+            ));
+        }
+    }
     Ok(())
 }
 
@@ -150,5 +166,34 @@ mod tests {
         assert!(err.contains("sync.retry_max_ms"), "{err}");
         let err = error(&format!("{}[sync]\nenabled = true\n", hook("")));
         assert!(err.contains("unknown field `enabled`"), "{err}");
+    }
+
+    #[test]
+    fn kapso_request_limit_defaults_to_the_lowest_plan_and_is_range_checked() {
+        assert_eq!(parse(&hook("")).unwrap().kapso.api_requests_per_minute, 100);
+        let pro = hook("").replace("[kapso]\n", "[kapso]\napi_requests_per_minute = 500\n");
+        assert_eq!(parse(&pro).unwrap().kapso.api_requests_per_minute, 500);
+        let zero = hook("").replace("[kapso]\n", "[kapso]\napi_requests_per_minute = 0\n");
+        let err = error(&zero);
+        assert!(err.contains("kapso.api_requests_per_minute"), "{err}");
+        assert!(err.contains("500 pro"), "{err}");
+    }
+
+    #[test]
+    fn sync_interval_defaults_to_five_minutes_and_can_be_turned_off() {
+        use std::time::Duration;
+        let config = parse(&hook("")).unwrap();
+        assert_eq!(config.sync.interval.0, Some(Duration::from_secs(300)));
+        let config = parse(&format!("{}[sync]\ninterval = \"90s\"\n", hook(""))).unwrap();
+        assert_eq!(config.sync.interval.0, Some(Duration::from_secs(90)));
+        for off in ["\"off\"", "\"0\"", "0"] {
+            let config = parse(&format!("{}[sync]\ninterval = {off}\n", hook(""))).unwrap();
+            assert_eq!(config.sync.interval.0, None, "{off}");
+        }
+        let err = error(&format!("{}[sync]\ninterval = \"2s\"\n", hook("")));
+        assert!(err.contains("sync.interval"), "{err}");
+        assert!(err.contains("\"off\""), "{err}");
+        let err = error(&format!("{}[sync]\ninterval = \"5 minutes\"\n", hook("")));
+        assert!(err.contains("not an age"), "{err}");
     }
 }

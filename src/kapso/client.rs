@@ -1,8 +1,9 @@
 //! [`KapsoClient`]: the one HTTP client for Kapso's Platform API (`/platform/v1`) and Meta proxy
 //! (`/meta/whatsapp/{graph_version}`). This file owns construction, the Meta proxy calls and
 //! the call core: `X-API-Key` on every call, the per-call timeout, and retries of transient
-//! failures (CONTRACT §6) before handing back a [`KapsoError`]. Platform API calls are in
-//! `platform.rs`.
+//! failures (CONTRACT §6) before handing back a [`KapsoError`]. Every call but sends and
+//! mark-as-read first waits for the API key's request budget ([`ApiLimiter`]). Platform API
+//! calls are in `platform.rs`.
 
 use std::error::Error as _;
 use std::sync::Arc;
@@ -18,7 +19,9 @@ use serde_json::{json, Value};
 
 use super::dto::SendResponse;
 use super::error::KapsoError;
+use super::limiter::ApiLimiter;
 use super::retry::{RetryHint, RetryPolicy};
+use crate::clock::Clock;
 use crate::config::KapsoConfig;
 use crate::pacing::Throttle;
 
@@ -30,6 +33,15 @@ enum OnThrottle {
     /// Hand it back to the caller, who paces sends; an answer that leaves unknown whether the
     /// message went out is handed back too (never resent blindly).
     GiveBack,
+}
+
+/// Whose request budget a call counts against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Budget {
+    /// The API key's ([`ApiLimiter`]): Platform API calls and Meta-proxy reads.
+    ApiKey,
+    /// The business number's: sends and mark-as-read, paced by [`crate::pacing`].
+    Number,
 }
 
 /// Page size used when listing (Kapso's documented default).
@@ -53,6 +65,8 @@ pub(super) struct Inner {
     pub(super) max_retries: u32,
     pub(super) policy: RetryPolicy,
     pub(super) page_size: u32,
+    pub(super) requests_per_minute: u32,
+    pub(super) limiter: Arc<ApiLimiter>,
 }
 
 impl std::fmt::Debug for KapsoClient {
@@ -113,6 +127,11 @@ impl KapsoClient {
                 max_retries: config.max_retries,
                 policy: RetryPolicy::default(),
                 page_size: DEFAULT_PAGE_SIZE,
+                requests_per_minute: config.api_requests_per_minute,
+                limiter: Arc::new(ApiLimiter::new(
+                    config.api_requests_per_minute,
+                    Clock::System,
+                )),
             }),
         })
     }
@@ -123,10 +142,29 @@ impl KapsoClient {
         self
     }
 
+    /// Sets the extra attempts of one call; the request budget stays shared with `self`.
+    pub fn with_max_retries(mut self, max_retries: u32) -> KapsoClient {
+        Arc::make_mut(&mut self.inner).max_retries = max_retries;
+        self
+    }
+
     /// Sets `per_page` for list calls (at least 1).
     pub fn with_page_size(mut self, per_page: u32) -> KapsoClient {
         Arc::make_mut(&mut self.inner).page_size = per_page.max(1);
         self
+    }
+
+    /// Runs the API key's request limiter on `clock` (tests drive a manual one), with a fresh
+    /// budget.
+    pub fn with_clock(mut self, clock: Clock) -> KapsoClient {
+        let inner = Arc::make_mut(&mut self.inner);
+        inner.limiter = Arc::new(ApiLimiter::new(inner.requests_per_minute, clock));
+        self
+    }
+
+    /// The API key's request limiter, shared by every clone of this client.
+    pub fn limiter(&self) -> &ApiLimiter {
+        &self.inner.limiter
     }
 
     pub fn platform_base_url(&self) -> &str {
@@ -167,7 +205,14 @@ impl KapsoClient {
     ) -> Result<SendResponse, KapsoError> {
         let url = join(&self.inner.meta_base, &[phone_number_id, "messages"])?;
         let raw: Value = self
-            .call_json_with("send_message", Method::POST, url, Some(body), on_throttle)
+            .call_json_with(
+                "send_message",
+                Method::POST,
+                url,
+                Some(body),
+                on_throttle,
+                Budget::Number,
+            )
             .await?;
         let message_id = raw
             .pointer("/messages/0/id")
@@ -196,7 +241,14 @@ impl KapsoClient {
         }
         let url = join(&self.inner.meta_base, &[phone_number_id, "messages"])?;
         let raw: Value = self
-            .call_json("mark_read", Method::POST, url, Some(&body))
+            .call_json_with(
+                "mark_read",
+                Method::POST,
+                url,
+                Some(&body),
+                OnThrottle::Retry,
+                Budget::Number,
+            )
             .await?;
         // Graph answers `{"success": true}`; the OpenAPI documents a SendMessageResponse.
         let ok = raw.get("success").and_then(Value::as_bool) == Some(true)
@@ -219,7 +271,7 @@ impl KapsoClient {
         url: Url,
         body: Option<&impl Serialize>,
     ) -> Result<T, KapsoError> {
-        self.call_json_with(op, method, url, body, OnThrottle::Retry)
+        self.call_json_with(op, method, url, body, OnThrottle::Retry, Budget::ApiKey)
             .await
     }
 
@@ -230,13 +282,14 @@ impl KapsoClient {
         url: Url,
         body: Option<&impl Serialize>,
         on_throttle: OnThrottle,
+        budget: Budget,
     ) -> Result<T, KapsoError> {
         let body = body
             .map(|b| serde_json::to_vec(b).map(Bytes::from))
             .transpose()
             .map_err(encode_error)?;
         let bytes = self
-            .execute_with(op, method, url, body, on_throttle)
+            .execute_with(op, method, url, body, on_throttle, budget)
             .await?;
         serde_json::from_slice(&bytes).map_err(|e| KapsoError::Decode {
             message: format!("{op}: {e}"),
@@ -252,7 +305,7 @@ impl KapsoClient {
         url: Url,
         body: Option<Bytes>,
     ) -> Result<Bytes, KapsoError> {
-        self.execute_with(op, method, url, body, OnThrottle::Retry)
+        self.execute_with(op, method, url, body, OnThrottle::Retry, Budget::ApiKey)
             .await
     }
 
@@ -263,11 +316,15 @@ impl KapsoClient {
         url: Url,
         body: Option<Bytes>,
         on_throttle: OnThrottle,
+        budget: Budget,
     ) -> Result<Bytes, KapsoError> {
         let inner = &self.inner;
         let key = inner.api_key.as_ref().ok_or(KapsoError::MissingApiKey)?;
         let mut retry = 0;
         loop {
+            if budget == Budget::ApiKey {
+                inner.limiter.acquire(op).await;
+            }
             let started = Instant::now();
             let result = self.attempt(key, &method, &url, body.clone()).await;
             let err = match result {
@@ -281,6 +338,10 @@ impl KapsoClient {
                 }
                 Err(err) => err,
             };
+            // Kapso's per-key limit counts every request of the key, sends included.
+            if let KapsoError::RateLimited { retry_after, .. } = &err {
+                inner.limiter.pause(*retry_after);
+            }
             // A paced send hands throttling back to its pacer, and never resends a message
             // Kapso may have accepted: the caller checks Kapso's history first.
             let give_back = on_throttle == OnThrottle::GiveBack

@@ -6,6 +6,7 @@ pub mod client;
 pub mod dto;
 pub mod error;
 pub mod history;
+pub mod limiter;
 mod platform;
 pub mod retry;
 
@@ -16,4 +17,5 @@ pub use dto::{
 };
 pub use error::{GraphError, KapsoError};
 pub use history::{MessagePage, MessageQuery};
+pub use limiter::ApiLimiter;
 pub use retry::{ErrorCategory, RetryHint, RetryPolicy};

@@ -190,6 +190,8 @@ impl SimulatedKapso {
             base_url: self.base_url(),
             api_key: Some(Secret::new(self.api_key())),
             graph_version: self.state.config.graph_version.clone(),
+            // The sim keeps no per-key request limit.
+            api_requests_per_minute: 100_000,
             ..KapsoConfig::default()
         }
     }

@@ -18,6 +18,7 @@
 //! Kapso's own per-API-key limit (HTTP 429 without a Graph code) pauses every number, since it
 //! counts all requests of the key.
 
+pub mod gcra;
 pub mod tier;
 
 use std::collections::HashMap;
@@ -295,11 +296,7 @@ impl Pacer {
                     at
                 }
             }
-            _ => {
-                let at = lane.next_us.max(now_us).max(paused_us);
-                lane.next_us = at.saturating_add(interval_us);
-                at
-            }
+            _ => gcra::take(&mut lane.next_us, now_us.max(paused_us), interval_us, 0),
         };
         // Never closer than one interval to the number's last send, whatever the schedule
         // says (a late job may have taken the slot before this one).

@@ -11,6 +11,7 @@
 pub mod apply;
 pub mod plan;
 pub mod report;
+pub mod silence;
 pub mod startup;
 
 use std::collections::{HashMap, HashSet};
@@ -22,7 +23,9 @@ use crate::kapso::{
 use plan::{BufferSettings, DesiredWebhook};
 
 pub use report::{Action, DeleteReason, ReportEntry, SkipReason, SyncReport};
-pub use startup::{run_startup_sync, runs_at_startup, SyncStatus};
+pub use startup::{
+    run_startup_sync, runs_at_startup, LastSync, SyncReporting, SyncState, SyncStatus,
+};
 
 /// How [`sync_webhooks`] runs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -58,6 +58,22 @@ pub enum Action {
     },
 }
 
+impl Action {
+    /// What this did to Kapso, as the `action` label of the sync's change counter:
+    /// `created`, `reactivated`, `updated` or `deleted`; `None` when nothing changed.
+    pub fn change_label(&self) -> Option<&'static str> {
+        match self {
+            Action::Created => Some("created"),
+            Action::Updated {
+                reactivated: true, ..
+            } => Some("reactivated"),
+            Action::Updated { .. } => Some("updated"),
+            Action::Deleted { .. } => Some("deleted"),
+            Action::Unchanged | Action::Skipped { .. } | Action::Conflict { .. } => None,
+        }
+    }
+}
+
 /// One webhook's outcome.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ReportEntry {

@@ -5,6 +5,7 @@
 mod conformance;
 mod delivery;
 mod history;
+mod limits;
 mod openapi;
 mod shapes;
 mod webhooks;

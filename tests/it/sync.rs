@@ -5,6 +5,7 @@
 
 mod cleanup;
 mod cli;
+mod periodic;
 mod shapes;
 mod startup;
 

@@ -27,6 +27,8 @@ pub struct TestApp {
     dir: tempfile::TempDir,
     /// The pipeline's clock, kept across restarts.
     clock: Clock,
+    /// The running server's webhook sync state.
+    webhook_sync: Option<tokio::sync::watch::Receiver<switchboard::sync::SyncState>>,
 }
 
 /// The config every test app starts from; `extra` is appended (more tables, overrides).
@@ -73,6 +75,21 @@ impl TestApp {
         TestApp::spawn_configured(server_keys, extra, Clock::System, false).await
     }
 
+    /// Like [`TestApp::spawn_with_server`], with the pipeline's (and the webhook sync's) time
+    /// read from `clock`.
+    pub async fn spawn_with_server_and_clock(
+        server_keys: &str,
+        extra: &str,
+        clock: Clock,
+    ) -> TestApp {
+        TestApp::spawn_configured(server_keys, extra, clock, false).await
+    }
+
+    /// The background webhook sync's state (startup and periodic runs), to wait on.
+    pub fn webhook_sync(&self) -> tokio::sync::watch::Receiver<switchboard::sync::SyncState> {
+        self.webhook_sync.clone().expect("the server was started")
+    }
+
     /// Like [`TestApp::spawn_with_server`], with `/metrics` and `/readyz` on a second
     /// listener at [`TestApp::ops_url`].
     pub async fn spawn_with_ops(server_keys: &str) -> TestApp {
@@ -97,6 +114,7 @@ impl TestApp {
             server: None,
             dir,
             clock,
+            webhook_sync: None,
         };
         app.start().await;
         app
@@ -115,6 +133,7 @@ impl TestApp {
         let app = App::build_with_clock(config, self.clock.clone())
             .await
             .unwrap();
+        self.webhook_sync = Some(app.webhook_sync());
         self.shutdown = CancellationToken::new();
         let ops = match self.ops_url {
             Some(_) => {

@@ -129,6 +129,19 @@ async fn a_rejected_api_key_at_startup_does_not_stop_serving() {
         state.contains("Kapso rejected the API key (kapso.api_key)"),
         "{state}"
     );
+    let ready = app.get("/readyz").await;
+    assert_eq!(
+        ready.status(),
+        200,
+        "a failed sync never makes the server unready"
+    );
+    let last = &ready.json::<Value>().await.unwrap()["webhook_sync_last"];
+    assert_eq!(last["result"], "failed", "{last}");
+    assert!(
+        last["error"].as_str().unwrap().contains("API key"),
+        "{last}"
+    );
+    assert_eq!(last["last_success_at"], Value::Null, "{last}");
     let body = message_received("wamid.DURING_SYNC_FAILURE", "conv-sync", "still there?");
     assert_eq!(app.deliver("whatsapp.message.received", &body).await, 200);
     assert_eq!(app.count("events").await, 1);
@@ -149,6 +162,34 @@ async fn startup_sync_retries_until_kapso_is_reachable_then_reports_ok() {
 
     gate.open();
     sync_state(&app, |s| s == "ok").await;
+
+    let ready: Value = app.get("/readyz").await.json().await.unwrap();
+    let last = &ready["webhook_sync_last"];
+    assert_eq!(last["result"], "ok", "{ready}");
+    assert_eq!(
+        last["changes"],
+        serde_json::json!({"created": 2}),
+        "{ready}"
+    );
+    assert_eq!(last["at"], last["last_success_at"], "{ready}");
+    assert!(last["at"].as_str().unwrap().ends_with('Z'), "{ready}");
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains("switchboard_webhook_sync_runs_total{result=\"ok\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("switchboard_webhook_sync_runs_total{result=\"failed\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("switchboard_webhook_sync_changes_total{action=\"created\"} 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("switchboard_webhook_sync_last_success_timestamp_seconds "),
+        "{metrics}"
+    );
 
     let mut urls: Vec<String> = sim
         .webhooks()
@@ -187,5 +228,47 @@ async fn sync_turned_off_or_without_public_url_reports_disabled() {
     assert!(
         asked.is_empty(),
         "nothing about webhooks was asked of Kapso: {asked:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_webhook_paused_while_the_server_runs_is_active_again_after_one_interval() {
+    use switchboard::clock::{Clock, ManualTime};
+    let sim = sim().await;
+    let time = ManualTime::starting_at(1_000_000);
+    let extra = format!(
+        "{}interval = \"5m\"\n",
+        kapso_section(&sim.base_url(), sim.api_key())
+    );
+    let app =
+        TestApp::spawn_with_server_and_clock(&public_url(), &extra, Clock::Manual(time.clone()))
+            .await;
+    let mut sync = app.webhook_sync();
+    sync.wait_for(|s| s.runs >= 1).await.unwrap();
+    let support_url = format!("{PUBLIC_URL}/webhooks/support");
+    let hooks = sim.webhooks();
+    let support = hooks
+        .iter()
+        .find(|h| h["url"] == support_url.as_str())
+        .unwrap();
+    assert!(sim.set_webhook_active(support["id"].as_str().unwrap(), false));
+
+    time.advance(Duration::from_secs(5 * 60));
+    sync.wait_for(|s| s.runs >= 2).await.unwrap();
+
+    let hooks = sim.webhooks();
+    let support = hooks
+        .iter()
+        .find(|h| h["url"] == support_url.as_str())
+        .unwrap();
+    assert_eq!(support["active"], true);
+    let ready = app.get("/readyz").await;
+    assert_eq!(ready.status(), 200);
+    let body: Value = ready.json().await.unwrap();
+    assert_eq!(body["webhook_sync"], "ok", "{body}");
+    assert_eq!(
+        body["webhook_sync_last"]["changes"],
+        serde_json::json!({"reactivated": 1}),
+        "{body}"
     );
 }
