@@ -29,6 +29,8 @@ pub struct AdminState {
     pub metrics: Arc<Metrics>,
     /// State of the startup webhook sync.
     pub webhook_sync: watch::Receiver<SyncStatus>,
+    /// The last catch-up run (shown, never a reason to be unready).
+    pub catch_up: watch::Receiver<crate::catch_up::serve::CatchUpStatus>,
 }
 
 /// `/healthz`, `/readyz` and `/metrics`.
@@ -65,10 +67,11 @@ const READY_CHECK_TIMEOUT: Duration = Duration::from_millis(800);
 /// would lose deliveries that it could have stored.
 async fn readyz(State(state): State<AdminState>) -> Response {
     let webhook_sync = state.webhook_sync.borrow().to_string();
+    let catch_up = json!(*state.catch_up.borrow());
     let not_ready = |database: String| {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "status": "not ready", "database": database, "webhook_sync": webhook_sync })),
+            Json(json!({ "status": "not ready", "database": database, "webhook_sync": webhook_sync, "catch_up": catch_up })),
         )
             .into_response()
     };
@@ -77,7 +80,7 @@ async fn readyz(State(state): State<AdminState>) -> Response {
     match checked {
         Ok(Ok(true)) => match state.health.failure() {
             None => {
-                Json(json!({ "status": "ready", "database": "ok", "webhook_sync": webhook_sync }))
+                Json(json!({ "status": "ready", "database": "ok", "webhook_sync": webhook_sync, "catch_up": catch_up }))
                     .into_response()
             }
             Some(error) => not_ready(format!("writes fail: {error}")),

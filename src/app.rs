@@ -17,6 +17,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, AdminState};
 use crate::buffer::{self, OpenBuffers};
+use crate::catch_up::serve::CatchUpStatus;
+use crate::catch_up::CatchUp;
 use crate::clock::Clock;
 use crate::config::{Config, KapsoConfig};
 use crate::db;
@@ -73,6 +75,8 @@ pub struct App {
     /// The startup sync's client, when it runs: no per-call retries, since the sync itself
     /// retries with backoff (and so logs one error per outage, not one per call).
     sync_client: Option<KapsoClient>,
+    /// The last catch-up run, for `/readyz`.
+    catch_up_status: watch::Sender<CatchUpStatus>,
 }
 
 impl App {
@@ -145,6 +149,8 @@ impl App {
             Some(_) => SyncStatus::Pending,
             None => SyncStatus::Disabled,
         };
+        let catch_up_status =
+            watch::Sender::new(crate::catch_up::serve::initial_status(&config));
         Ok(App {
             config,
             lock,
@@ -165,6 +171,7 @@ impl App {
             events_stored,
             webhook_sync: watch::Sender::new(sync_status),
             pacer,
+            catch_up_status,
             sync_client,
         })
     }
@@ -193,6 +200,7 @@ impl App {
             health: self.health.clone(),
             metrics: self.metrics.clone(),
             webhook_sync: self.webhook_sync.subscribe(),
+            catch_up: self.catch_up_status.subscribe(),
         };
         let track = |router: Router| {
             router.route_layer(axum::middleware::from_fn_with_state(
@@ -206,6 +214,22 @@ impl App {
         } else {
             (track(ingest.merge(admin::router(admin))), None)
         }
+    }
+
+    /// The catch-up `serve` runs in the background, when it runs (see
+    /// [`crate::catch_up::serve::runs_in_serve`]).
+    fn catch_up(&self) -> Option<CatchUp> {
+        if !crate::catch_up::serve::runs_in_serve(&self.config) {
+            return None;
+        }
+        Some(CatchUp {
+            config: Arc::new(self.config.clone()),
+            kapso: self.kapso.clone()?,
+            pool: self.pool.clone(),
+            inbox: self.inbox.clone(),
+            routes: self.routes.clone(),
+            clock: self.clock.clone(),
+        })
     }
 
     /// Starts the dispatcher (which flushes the conversation `buffers` too) and the job
@@ -329,6 +353,7 @@ impl App {
             CHECKPOINT_EVERY,
             shutdown.clone(),
         ));
+        let catch_up = self.catch_up();
         let App {
             config,
             lock,
@@ -342,6 +367,7 @@ impl App {
             webhook_sync,
             metrics,
             sync_client,
+            catch_up_status,
             ..
         } = self;
         drop(queue);
@@ -358,6 +384,7 @@ impl App {
             tracing::info!(%addr, webhooks = config.webhooks.len(), routes = config.routes.len(), "switchboard listening");
         }
 
+        let metrics_for_catch_up = metrics.catch_up.clone();
         let server = http_server::serve(
             endpoints,
             http_server::Limits::from_config(&config.server),
@@ -377,6 +404,19 @@ impl App {
             }
             None => tracing::info!(
                 "webhook sync at startup is off (needs server.public_url, kapso.api_key and [sync] on_startup; not --no-sync)"
+            ),
+        }
+        match catch_up {
+            Some(catch_up) => {
+                tasks.spawn(crate::catch_up::serve::run_periodically(
+                    catch_up,
+                    metrics_for_catch_up,
+                    catch_up_status,
+                    shutdown.child_token(),
+                ));
+            }
+            None => tracing::info!(
+                "catch-up from Kapso's history is off (needs kapso.api_key, a webhook with phone_number_id and [catch_up] on_startup)"
             ),
         }
         // One budget for the whole shutdown, counted from the cancellation.

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod app;
 pub mod buffer;
+pub mod catch_up;
 pub mod cli;
 pub mod clock;
 pub mod config;

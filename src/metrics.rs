@@ -90,6 +90,8 @@ pub struct Metrics {
     pub sends_throttled: Family<ThrottleLabels, Counter>,
     /// How long each send waited for its number's slot (in a worker or re-queued).
     pub send_pacing_wait: Histogram,
+    /// `catch_up_runs`, `catch_up_events`, `catch_up_last_run_timestamp_seconds`.
+    pub catch_up: crate::catch_up::serve::CatchUpMetrics,
 }
 
 /// From no wait to the minutes a large backlog on one number can mean.
@@ -226,8 +228,10 @@ impl Metrics {
             "How long sends waited for their business number's next slot",
             send_pacing_wait.clone(),
         );
+        let catch_up = crate::catch_up::serve::CatchUpMetrics::register(&mut registry);
         Metrics {
             registry,
+            catch_up,
             sends_throttled,
             send_pacing_wait,
             http_body_bytes,

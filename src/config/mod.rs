@@ -9,6 +9,7 @@ use serde::Deserialize;
 use crate::secret::Secret;
 use expand::{expand_env, line_hint};
 
+pub mod catch_up;
 mod expand;
 pub mod pipeline;
 pub mod retention;
@@ -21,6 +22,7 @@ pub mod sync;
 pub mod template_message;
 pub mod webhooks;
 
+pub use catch_up::CatchUpConfig;
 pub use pipeline::{BufferConfig, HandlerConfig, JobsConfig, RouteConfig};
 pub use retention::RetentionConfig;
 pub use sync::SyncConfig;
@@ -77,6 +79,8 @@ pub struct Config {
     pub sync: SyncConfig,
     #[serde(default)]
     pub retention: RetentionConfig,
+    #[serde(default)]
+    pub catch_up: CatchUpConfig,
 }
 
 /// Where and how switchboard calls Kapso (Platform API and Meta proxy).
@@ -395,6 +399,7 @@ impl Config {
         }
         self.storage.validate_size_cap(file)?;
         self.retention.validate(file)?;
+        self.catch_up.validate(file)?;
         Ok(())
     }
 }

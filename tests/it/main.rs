@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, reason = "tests fail loudly on unexpected errors")]
 
 mod admin;
+mod catch_up;
 mod check;
 mod cli;
 mod cli_help;
