@@ -149,8 +149,7 @@ impl App {
             Some(_) => SyncStatus::Pending,
             None => SyncStatus::Disabled,
         };
-        let catch_up_status =
-            watch::Sender::new(crate::catch_up::serve::initial_status(&config));
+        let catch_up_status = watch::Sender::new(crate::catch_up::serve::initial_status(&config));
         Ok(App {
             config,
             lock,

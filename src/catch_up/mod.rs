@@ -53,11 +53,7 @@ pub fn targets(config: &Config) -> Vec<Target> {
     config
         .webhooks
         .iter()
-        .filter(|w| {
-            w.effective_events()
-                .iter()
-                .any(|e| e == payload::RECEIVED)
-        })
+        .filter(|w| w.effective_events().iter().any(|e| e == payload::RECEIVED))
         .filter_map(|w| {
             let number = w.phone_number_id.clone()?;
             seen.insert(number.clone()).then(|| Target {

@@ -2,7 +2,6 @@
 //! background. Each run is counted in the metrics and shown in `/readyz` (never making the
 //! server unready).
 
-
 use std::time::Duration;
 
 use prometheus_client::metrics::counter::Counter;
@@ -139,6 +138,3 @@ pub fn initial_status(config: &crate::config::Config) -> CatchUpStatus {
 
 /// Shared so `/readyz` can read it.
 pub type StatusReceiver = watch::Receiver<CatchUpStatus>;
-
-
-

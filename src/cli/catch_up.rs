@@ -34,7 +34,9 @@ pub async fn catch_up(config: &crate::config::Config, args: CatchUpArgs) -> anyh
         None => None,
         Some(text) => match Age::parse(text) {
             Ok(age @ Age(Some(_))) => Some(age_ms(age)),
-            Ok(Age(None)) => bail!("--since {text}: give a duration such as \"30m\", \"6h\" or \"2d\""),
+            Ok(Age(None)) => {
+                bail!("--since {text}: give a duration such as \"30m\", \"6h\" or \"2d\"")
+            }
             Err(message) => bail!("--since: {message}"),
         },
     };

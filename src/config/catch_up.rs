@@ -135,7 +135,10 @@ mod tests {
         assert!(err.contains("test.toml"), "{err}");
         assert!(err.contains("catch_up.interval"), "{err}");
         assert!(err.contains("\"off\""), "{err}");
-        let err = error(&format!("{}[catch_up]\nreply_max_age = \"off\"\n", hook("")));
+        let err = error(&format!(
+            "{}[catch_up]\nreply_max_age = \"off\"\n",
+            hook("")
+        ));
         assert!(err.contains("catch_up.reply_max_age"), "{err}");
         let err = error(&format!("{}[catch_up]\nlookback = \"1h\"\n", hook("")));
         assert!(err.contains("unknown field `lookback`"), "{err}");

@@ -127,15 +127,23 @@ async fn messages_kapso_gave_up_on_are_caught_up_on_start_and_answered_once() {
     assert_eq!(answer.status(), 200);
     assert_eq!(app.count("events").await, 3);
     let metrics = app.metrics().await;
-    assert!(metrics.contains("switchboard_catch_up_runs_total{result=\"ok\"} 1"), "{metrics}");
-    assert!(metrics.contains("switchboard_catch_up_events_total 3"), "{metrics}");
+    assert!(
+        metrics.contains("switchboard_catch_up_runs_total{result=\"ok\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("switchboard_catch_up_events_total 3"),
+        "{metrics}"
+    );
     assert!(metrics.contains("switchboard_catch_up_last_run_timestamp_seconds"));
 
     // Running it again (by hand, the server stopped) stores nothing twice.
     let mut app = app;
     app.stop().await;
     let config = Config::load(&app.config_path()).unwrap();
-    let again = run_standalone(&config, RunOptions::default()).await.unwrap();
+    let again = run_standalone(&config, RunOptions::default())
+        .await
+        .unwrap();
     assert_eq!(again.result(), "ok");
     assert_eq!(again.numbers[0].new, 0);
     assert_eq!(again.numbers[0].already_stored, 3);
@@ -167,14 +175,25 @@ async fn catch_up_by_hand_pages_through_thousands_and_dry_run_stores_nothing() {
     assert_eq!(dry.numbers[0].new, 2_500);
     assert_eq!(dry.numbers[0].pages, 25);
     assert_eq!(app.count("events").await, 0, "--dry-run stores nothing");
-    assert_eq!(app.count("catch_up").await, 0, "--dry-run moves no checkpoint");
+    assert_eq!(
+        app.count("catch_up").await,
+        0,
+        "--dry-run moves no checkpoint"
+    );
 
-    let run = run_standalone(&config, RunOptions::default()).await.unwrap();
+    let run = run_standalone(&config, RunOptions::default())
+        .await
+        .unwrap();
     assert_eq!(run.result(), "ok");
     assert_eq!(run.numbers[0].seen, 2_500);
     assert_eq!(run.numbers[0].new, 2_500);
     assert_eq!(app.count("events").await, 2_500);
-    let again = run_standalone(&config, RunOptions::default()).await.unwrap();
-    assert_eq!((again.numbers[0].new, again.numbers[0].already_stored), (0, 2_500));
+    let again = run_standalone(&config, RunOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        (again.numbers[0].new, again.numbers[0].already_stored),
+        (0, 2_500)
+    );
     assert_eq!(app.count("events").await, 2_500);
 }
