@@ -258,11 +258,13 @@ impl App {
             reads: self.reads.clone(),
             queue: self.queue.clone(),
             router: self.routes.clone(),
-            handlers: Arc::new(Handlers::new(
-                self.kapso.clone(),
-                ledger,
-                self.pacer.clone(),
-            )),
+            handlers: Arc::new(
+                Handlers::new(self.kapso.clone(), ledger, self.pacer.clone()).with_reply_max_age(
+                    Some(crate::config::catch_up::age_ms(
+                        self.config.catch_up.reply_max_age,
+                    )),
+                ),
+            ),
             config: self.config.jobs,
             metrics: self.metrics.clone(),
             clock: self.clock.clone(),

@@ -197,3 +197,192 @@ async fn catch_up_by_hand_pages_through_thousands_and_dry_run_stores_nothing() {
     );
     assert_eq!(app.count("events").await, 2_500);
 }
+
+/// `catch_up.reply_max_age`: a backfilled message older than it is stored and routed, its job
+/// ends done with the reason recorded, and nothing is sent; `when.backfilled = false` keeps a
+/// route to what webhooks deliver.
+#[tokio::test]
+async fn an_old_backfilled_message_is_stored_but_not_answered() {
+    let sim = sim().await;
+    missed_while_down(
+        &sim,
+        &[("wamid.OLD", "from this morning")],
+        &context(3 * 3600),
+    )
+    .await;
+    missed_while_down(&sim, &[("wamid.NEW", "just now")], &context(60)).await;
+    let routes = format!(
+        "{ECHO}\n[[routes]]\nname = \"live-only\"\non = \"whatsapp.message.received\"\nwhen = {{ backfilled = false }}\nhandler = {{ kind = \"reply\", text = \"live\" }}\n"
+    );
+    let app = TestApp::spawn_with(&line_config(&sim, &routes, "")).await;
+    assert_eq!(catch_up_done(&app).await["found"], 2);
+    let jobs = settled_jobs(&app, 2).await;
+    assert_eq!(
+        jobs.len(),
+        2,
+        "only the echo route took the backfilled messages: {jobs:?}"
+    );
+    let pool = app.db().await;
+    let notes: Vec<(String, Option<String>)> =
+        sqlx::query_as("SELECT state, last_error FROM jobs ORDER BY id")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    pool.close().await;
+    assert!(notes.iter().all(|(state, _)| state == "done"), "{notes:?}");
+    assert_eq!(
+        notes
+            .iter()
+            .filter_map(|(_, note)| note.as_deref())
+            .collect::<Vec<_>>(),
+        [switchboard::handlers::TOO_OLD_TO_ANSWER]
+    );
+    let replies: Vec<String> = sim
+        .sends()
+        .iter()
+        .map(|s| s.body["text"]["body"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(replies, ["echo: just now"]);
+
+    // A message a webhook delivers goes to both routes.
+    let live = samples::text_received(&context(0), "wamid.LIVE", "hello");
+    let bytes = serde_json::to_vec(&live).unwrap();
+    let answer = app
+        .deliver_signed("line", LINE_SECRET, RECEIVED, &bytes)
+        .await;
+    assert_eq!(answer.status(), 200);
+    settled_jobs(&app, 4).await;
+    let mut replies: Vec<String> = sim
+        .sends()
+        .iter()
+        .map(|s| s.body["text"]["body"].as_str().unwrap().to_owned())
+        .collect();
+    replies.sort();
+    assert_eq!(replies, ["echo: hello", "echo: just now", "live"]);
+}
+
+/// Kapso's own example items (tests/fixtures/kapso-history) are caught up: the inbound ones are
+/// stored with the conversation rebuilt from their `kapso` fields, the outbound one is skipped.
+#[tokio::test]
+async fn kapsos_example_items_are_caught_up() {
+    let mut items = Vec::new();
+    for name in ["inbound_text", "outbound_image", "location_message"] {
+        let text =
+            std::fs::read_to_string(format!("tests/fixtures/kapso-history/{name}.json")).unwrap();
+        let page: Value = serde_json::from_str(&text).unwrap();
+        items.extend(page["data"].as_array().unwrap().iter().cloned());
+    }
+    let last: Value = serde_json::from_str(
+        &std::fs::read_to_string("tests/fixtures/kapso-history/last_page.json").unwrap(),
+    )
+    .unwrap();
+    let page = serde_json::json!({ "data": items, "paging": last["paging"] });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let app = axum::Router::new().fallback(move || {
+        let page = page.clone();
+        async move { axum::Json(page) }
+    });
+    let _kapso = crate::test_app::serve_until_dropped(listener, app);
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("switchboard.db");
+    let text = crate::test_app::config_text(
+        &db,
+        &format!(
+            "[kapso]\nbase_url = \"{base}\"\napi_key = \"k\"\nmax_retries = 0\n[[webhooks]]\nname = \"line\"\nsecrets = [\"{LINE_SECRET}\"]\nphone_number_id = \"110987654321\"\n"
+        ),
+    );
+    let config = Config::parse("test.toml", &text, |_| None).unwrap();
+    let report = run_standalone(&config, RunOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(report.result(), "ok", "{report:?}");
+    let number = &report.numbers[0];
+    assert_eq!(
+        (number.seen, number.new, number.skipped),
+        (3, 2, 1),
+        "{number:?}"
+    );
+
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    let rows: Vec<(String, String, Option<String>, String)> = sqlx::query_as(
+        "SELECT dedupe_key, conversation_id, flags, payload FROM events ORDER BY dedupe_key",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    assert_eq!(rows.len(), 2);
+    assert_eq!(
+        rows[0].0,
+        "msg:wamid.HBgNMTU1NTE0OTU5Nzg1FQIAERgSMDhGRjdBMDEyOTcxQzFFQkFBAA=="
+    );
+    assert!(rows
+        .iter()
+        .all(|r| r.1 == "123e4567-e89b-12d3-a456-426614174000"
+            && r.2.as_deref() == Some("backfilled")));
+    let payload: Value = serde_json::from_str(&rows[0].3).unwrap();
+    assert_eq!(payload["conversation"]["phone_number"], "+15551234567");
+    assert_eq!(payload["conversation"]["kapso"]["contact_name"], "John Doe");
+    assert_eq!(payload["phone_number_id"], "110987654321");
+}
+
+/// Runs the real binary's `catch-up` off the runtime (the simulated Kapso runs on it).
+async fn cli_catch_up(args: &[&str]) -> std::process::Output {
+    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
+            .arg("catch-up")
+            .args(&args)
+            .env_remove("SWITCHBOARD_CONFIG")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+/// `switchboard catch-up --dry-run --json` counts what it would store and stores nothing; without
+/// `--dry-run` it stores and prints a row per number.
+#[tokio::test]
+async fn the_catch_up_command_prints_per_number_and_dry_run_stores_nothing() {
+    let sim = sim().await;
+    let ctx = context(30);
+    let payloads: Vec<Value> = (0..3)
+        .map(|n| samples::text_received(&ctx, &format!("wamid.CLI{n}"), "hi"))
+        .collect();
+    sim.keep_in_history(RECEIVED, &payloads);
+    let app = TestApp::spawn_with(&line_config(&sim, "", "[catch_up]\non_startup = false\n")).await;
+    let path = app.config_path();
+    let path = path.to_str().unwrap();
+
+    let dry = cli_catch_up(&["--config", path, "--since", "2h", "--dry-run", "--json"]).await;
+    assert!(
+        dry.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dry.stderr)
+    );
+    let report: Value = serde_json::from_slice(&dry.stdout).unwrap();
+    assert_eq!(report["dry_run"], true);
+    assert_eq!(report["numbers"][0]["new"], 3, "{report}");
+    assert_eq!(report["numbers"][0]["pages"], 1);
+    assert_eq!(app.count("events").await, 0);
+
+    let run = cli_catch_up(&["--config", path]).await;
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let table = String::from_utf8_lossy(&run.stdout).to_string();
+    assert!(table.starts_with("NUMBER"), "{table}");
+    assert!(table.contains(&ctx.phone_number_id), "{table}");
+    assert_eq!(app.count("events").await, 3);
+
+    let bad = cli_catch_up(&["--config", path, "--since", "soon"]).await;
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--since"));
+}
