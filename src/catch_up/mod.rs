@@ -161,6 +161,14 @@ impl CatchUp {
                 }
                 number.error = Some(text);
             }
+            if number.new > 0 && !options.dry_run {
+                tracing::warn!(
+                    webhook = %number.webhook,
+                    phone_number_id = %number.phone_number_id,
+                    found = number.new,
+                    "catch-up stored messages no webhook delivered: a likely delivery problem (an outage, or Kapso paused or cannot reach the webhook)"
+                );
+            }
             report.numbers.push(number);
         }
         report

@@ -305,7 +305,10 @@ pub async fn list_events(
         push_type_pattern(&mut query, &EventPattern::parse(pattern));
     }
     if filter.flagged_only {
-        query.push(" AND flags IS NOT NULL");
+        // `backfilled` alone (catch-up) needs no attention.
+        query
+            .push(" AND flags IS NOT NULL AND flags <> ")
+            .push_bind(crate::event::FLAG_BACKFILLED);
     }
     query
         .push(" ORDER BY id DESC LIMIT ")

@@ -332,10 +332,15 @@ async fn kapsos_example_items_are_caught_up() {
 
 /// Runs the real binary's `catch-up` off the runtime (the simulated Kapso runs on it).
 async fn cli_catch_up(args: &[&str]) -> std::process::Output {
+    let mut all = vec!["catch-up"];
+    all.extend_from_slice(args);
+    cli(&all).await
+}
+
+async fn cli(args: &[&str]) -> std::process::Output {
     let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
     tokio::task::spawn_blocking(move || {
         std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
-            .arg("catch-up")
             .args(&args)
             .env_remove("SWITCHBOARD_CONFIG")
             .output()
@@ -381,6 +386,15 @@ async fn the_catch_up_command_prints_per_number_and_dry_run_stores_nothing() {
     assert!(table.starts_with("NUMBER"), "{table}");
     assert!(table.contains(&ctx.phone_number_id), "{table}");
     assert_eq!(app.count("events").await, 3);
+    // Backfilled events are listed, but not as needing attention.
+    let flagged = cli(&["events", "list", "--config", path, "--flagged", "--json"]).await;
+    assert!(
+        flagged.status.success(),
+        "{}",
+        String::from_utf8_lossy(&flagged.stderr)
+    );
+    let flagged: Value = serde_json::from_slice(&flagged.stdout).unwrap();
+    assert_eq!(flagged, serde_json::json!([]));
 
     let bad = cli_catch_up(&["--config", path, "--since", "soon"]).await;
     assert!(!bad.status.success());
