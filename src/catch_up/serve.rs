@@ -135,6 +135,3 @@ pub fn initial_status(config: &crate::config::Config) -> CatchUpStatus {
         CatchUpStatus::off()
     }
 }
-
-/// Shared so `/readyz` can read it.
-pub type StatusReceiver = watch::Receiver<CatchUpStatus>;
