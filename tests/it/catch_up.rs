@@ -400,3 +400,37 @@ async fn the_catch_up_command_prints_per_number_and_dry_run_stores_nothing() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--since"));
 }
+
+/// While the server runs, catch-up comes back every `catch_up.interval`: a message Kapso kept
+/// but never delivered (here: never even tried) is found by the next run and answered.
+#[tokio::test]
+async fn catch_up_runs_again_every_interval_while_serving() {
+    let sim = sim().await;
+    let app =
+        TestApp::spawn_with(&line_config(&sim, ECHO, "[catch_up]\ninterval = \"10s\"\n")).await;
+    let first = catch_up_done(&app).await;
+    assert_eq!(first["found"], 0, "{first}");
+    let ctx = context(5);
+    sim.keep_in_history(
+        RECEIVED,
+        &[samples::text_received(&ctx, "wamid.LATER", "still there?")],
+    );
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let ready: Value = app.get("/readyz").await.json().await.unwrap();
+        if ready["catch_up"]["found"] == 1 {
+            assert_ne!(ready["catch_up"]["last_run_at"], first["last_run_at"]);
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{ready}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let sends = sim.wait_for_sends(1, Duration::from_secs(15)).await;
+    assert_eq!(sends[0].body["text"]["body"], "echo: still there?");
+    let metrics = app.metrics().await;
+    assert!(
+        metrics.contains("switchboard_catch_up_runs_total{result=\"ok\"} 2"),
+        "{metrics}"
+    );
+}
