@@ -29,6 +29,8 @@ pub struct AdminState {
     pub metrics: Arc<Metrics>,
     /// State of the background webhook sync (at startup, then every `sync.interval`).
     pub webhook_sync: watch::Receiver<SyncState>,
+    /// The last catch-up run (shown, never a reason to be unready).
+    pub catch_up: watch::Receiver<crate::catch_up::serve::CatchUpStatus>,
 }
 
 /// `/healthz`, `/readyz` and `/metrics`.
@@ -68,10 +70,11 @@ async fn readyz(State(state): State<AdminState>) -> Response {
         let sync = state.webhook_sync.borrow();
         (sync.status.to_string(), sync.last_json())
     };
+    let catch_up = json!(*state.catch_up.borrow());
     let not_ready = |database: String| {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "status": "not ready", "database": database, "webhook_sync": webhook_sync, "webhook_sync_last": webhook_sync_last })),
+            Json(json!({ "status": "not ready", "database": database, "webhook_sync": webhook_sync, "webhook_sync_last": webhook_sync_last, "catch_up": catch_up })),
         )
             .into_response()
     };
@@ -80,7 +83,7 @@ async fn readyz(State(state): State<AdminState>) -> Response {
     match checked {
         Ok(Ok(true)) => match state.health.failure() {
             None => {
-                Json(json!({ "status": "ready", "database": "ok", "webhook_sync": webhook_sync, "webhook_sync_last": webhook_sync_last }))
+                Json(json!({ "status": "ready", "database": "ok", "webhook_sync": webhook_sync, "webhook_sync_last": webhook_sync_last, "catch_up": catch_up }))
                     .into_response()
             }
             Some(error) => not_ready(format!("writes fail: {error}")),

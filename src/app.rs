@@ -18,6 +18,8 @@ use tokio_util::sync::CancellationToken;
 use crate::admin::{self, AdminState};
 use crate::admin_api;
 use crate::buffer::{self, OpenBuffers};
+use crate::catch_up::serve::CatchUpStatus;
+use crate::catch_up::CatchUp;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::console;
@@ -75,6 +77,8 @@ pub struct App {
     /// The startup sync's client, when it runs: no per-call retries, since the sync itself
     /// retries with backoff (and so logs one error per outage, not one per call).
     sync_client: Option<KapsoClient>,
+    /// The last catch-up run, for `/readyz`.
+    catch_up_status: watch::Sender<CatchUpStatus>,
 }
 
 impl App {
@@ -145,6 +149,7 @@ impl App {
             Some(_) => SyncStatus::Pending,
             None => SyncStatus::Disabled,
         };
+        let catch_up_status = watch::Sender::new(crate::catch_up::serve::initial_status(&config));
         Ok(App {
             config,
             lock,
@@ -165,6 +170,7 @@ impl App {
             events_stored,
             webhook_sync: watch::Sender::new(SyncState::new(sync_status)),
             pacer,
+            catch_up_status,
             sync_client,
         })
     }
@@ -198,6 +204,7 @@ impl App {
             health: self.health.clone(),
             metrics: self.metrics.clone(),
             webhook_sync: self.webhook_sync.subscribe(),
+            catch_up: self.catch_up_status.subscribe(),
         };
         let track = |router: Router| {
             router.route_layer(axum::middleware::from_fn_with_state(
@@ -246,6 +253,22 @@ impl App {
         }
     }
 
+    /// The catch-up `serve` runs in the background, when it runs (see
+    /// [`crate::catch_up::serve::runs_in_serve`]).
+    fn catch_up(&self) -> Option<CatchUp> {
+        if !crate::catch_up::serve::runs_in_serve(&self.config) {
+            return None;
+        }
+        Some(CatchUp {
+            config: Arc::new(self.config.clone()),
+            kapso: self.kapso.clone()?,
+            pool: self.pool.clone(),
+            inbox: self.inbox.clone(),
+            routes: self.routes.clone(),
+            clock: self.clock.clone(),
+        })
+    }
+
     /// Starts the dispatcher (which flushes the conversation `buffers` too) and the job
     /// workers on `tasks`.
     fn spawn_pipeline(
@@ -273,11 +296,13 @@ impl App {
             reads: self.reads.clone(),
             queue: self.queue.clone(),
             router: self.routes.clone(),
-            handlers: Arc::new(Handlers::new(
-                self.kapso.clone(),
-                ledger,
-                self.pacer.clone(),
-            )),
+            handlers: Arc::new(
+                Handlers::new(self.kapso.clone(), ledger, self.pacer.clone()).with_reply_max_age(
+                    Some(crate::config::catch_up::age_ms(
+                        self.config.catch_up.reply_max_age,
+                    )),
+                ),
+            ),
             config: self.config.jobs,
             metrics: self.metrics.clone(),
             clock: self.clock.clone(),
@@ -367,6 +392,7 @@ impl App {
             CHECKPOINT_EVERY,
             shutdown.clone(),
         ));
+        let catch_up = self.catch_up();
         let App {
             config,
             lock,
@@ -381,6 +407,7 @@ impl App {
             metrics,
             sync_client,
             clock,
+            catch_up_status,
             ..
         } = self;
         let sync_reporting = SyncReporting {
@@ -402,6 +429,7 @@ impl App {
             tracing::info!(%addr, webhooks = config.webhooks.len(), routes = config.routes.len(), "switchboard listening");
         }
 
+        let metrics_for_catch_up = metrics.catch_up.clone();
         let server = http_server::serve(
             endpoints,
             http_server::Limits::from_config(&config.server),
@@ -421,6 +449,19 @@ impl App {
             }
             None => tracing::info!(
                 "webhook sync at startup is off (needs server.public_url, kapso.api_key and [sync] on_startup; not --no-sync)"
+            ),
+        }
+        match catch_up {
+            Some(catch_up) => {
+                tasks.spawn(crate::catch_up::serve::run_periodically(
+                    catch_up,
+                    metrics_for_catch_up,
+                    catch_up_status,
+                    shutdown.child_token(),
+                ));
+            }
+            None => tracing::info!(
+                "catch-up from Kapso's history is off (needs kapso.api_key, a webhook with phone_number_id and [catch_up] on_startup)"
             ),
         }
         // One budget for the whole shutdown, counted from the cancellation.

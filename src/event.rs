@@ -137,6 +137,9 @@ pub const FLAG_V1_PARTIAL: &str = "v1_partial";
 /// Flag: an element of a batch whose `X-Batch-Size` header disagrees with the elements it holds
 /// (something between Kapso and this server may have cut or changed the body). Stored anyway.
 pub const FLAG_BATCH_SIZE_MISMATCH: &str = "batch_size_mismatch";
+/// Flag: the event was not delivered by a webhook but read back from Kapso's message history
+/// by catch-up after an outage (its payload is a reconstruction of the webhook's).
+pub const FLAG_BACKFILLED: &str = "backfilled";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PayloadVersion {

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod admin_api;
 pub mod app;
 pub mod buffer;
+pub mod catch_up;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -108,6 +108,8 @@ pub struct Metrics {
     pub webhook_sync_last_success: Gauge,
     /// Webhooks the sync changed on Kapso, by action.
     pub webhook_sync_changes: Family<ActionLabels, Counter>,
+    /// `catch_up_runs`, `catch_up_events`, `catch_up_last_run_timestamp_seconds`.
+    pub catch_up: crate::catch_up::serve::CatchUpMetrics,
 }
 
 /// From no wait to the minutes a large backlog on one number can mean.
@@ -262,11 +264,13 @@ impl Metrics {
             "Webhooks the sync changed on Kapso, by action (created, reactivated, updated, deleted)",
             webhook_sync_changes.clone(),
         );
+        let catch_up = crate::catch_up::serve::CatchUpMetrics::register(&mut registry);
         Metrics {
             registry,
             webhook_sync_runs,
             webhook_sync_last_success,
             webhook_sync_changes,
+            catch_up,
             sends_throttled,
             send_pacing_wait,
             http_body_bytes,

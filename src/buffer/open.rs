@@ -246,6 +246,7 @@ mod tests {
             occurred_at: None,
             received_at: 0,
             payload: "{}".to_owned(),
+            flags: None,
         }
     }
 

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Config, EMBEDDED_DEFAULT_NAME};
 
 mod backup;
+mod catch_up;
 mod demo;
 mod events;
 mod healthcheck;
@@ -96,6 +97,8 @@ pub enum Command {
     Healthcheck(healthcheck::HealthcheckArgs),
     /// Write a consistent copy of the database to a new file, safe while the server runs.
     Backup(backup::BackupArgs),
+    /// Read Kapso's message history and store the messages switchboard missed (an outage).
+    CatchUp(catch_up::CatchUpArgs),
     /// Delete rows past their [retention] age now (the server does it every retention.interval).
     Prune(prune::PruneArgs),
 }
@@ -256,6 +259,10 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
         Command::Healthcheck(args) => healthcheck::healthcheck(args).await,
         Command::Backup(args) => backup::backup(args).await,
         Command::Prune(args) => prune::prune(args).await,
+        Command::CatchUp(args) => {
+            let config = load_or_default(args.config.as_deref())?;
+            catch_up::catch_up(&config, args).await
+        }
     }
 }
 

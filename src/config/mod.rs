@@ -10,6 +10,7 @@ use crate::secret::Secret;
 use expand::{expand_env, line_hint};
 
 pub mod admin;
+pub mod catch_up;
 mod expand;
 pub mod pipeline;
 pub mod retention;
@@ -22,6 +23,7 @@ pub mod sync;
 pub mod template_message;
 pub mod webhooks;
 
+pub use catch_up::CatchUpConfig;
 pub use pipeline::{BufferConfig, HandlerConfig, JobsConfig, RouteConfig};
 pub use retention::RetentionConfig;
 pub use sync::SyncConfig;
@@ -80,6 +82,8 @@ pub struct Config {
     pub retention: RetentionConfig,
     #[serde(default)]
     pub admin: admin::AdminConfig,
+    #[serde(default)]
+    pub catch_up: CatchUpConfig,
 }
 
 /// Where and how switchboard calls Kapso (Platform API and Meta proxy).
@@ -414,6 +418,7 @@ impl Config {
         self.storage.validate_size_cap(file)?;
         self.retention.validate(file)?;
         self.admin.validate(file)?;
+        self.catch_up.validate(file)?;
         Ok(())
     }
 }

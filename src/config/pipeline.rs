@@ -144,6 +144,9 @@ pub struct WhenConfig {
     /// error of its statuses has one of them.
     #[serde(default, deserialize_with = "one_or_many_codes")]
     pub error_code: Vec<i64>,
+    /// true: only events catch-up read back from Kapso's history after an outage; false: only
+    /// events a webhook delivered.
+    pub backfilled: Option<bool>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

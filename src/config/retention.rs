@@ -64,7 +64,7 @@ impl Age {
         Some(now_ms.saturating_sub(age))
     }
 
-    fn parse(text: &str) -> Result<Age, String> {
+    pub fn parse(text: &str) -> Result<Age, String> {
         let text = text.trim();
         if text == "off" || text == "0" {
             return Ok(Age(None));

@@ -99,12 +99,13 @@ impl Dispatcher {
         let mut additions = Additions::default();
         for event in &events {
             let payload = event.payload_json();
-            let routable = RoutableEvent::from_stored(
+            let mut routable = RoutableEvent::from_stored(
                 &event.event_type,
                 &event.webhook,
                 event.phone_number_id.as_deref(),
                 &payload,
             );
+            routable.backfilled = event.is_backfilled();
             for route in self.router.matching(&routable) {
                 match buffer_key(route.buffers(&event.event_type), &route.name, event) {
                     Some(key) => {

@@ -137,7 +137,12 @@ pub struct RunReport {
     pub sent: usize,
     /// Actions confirmed in an earlier run and therefore skipped.
     pub already_sent: usize,
+    /// Why the job sent nothing on purpose, recorded with its outcome.
+    pub not_sent: Option<&'static str>,
 }
+
+/// Recorded on a job whose send handler did not answer an old backfilled message.
+pub const TOO_OLD_TO_ANSWER: &str = "not answered: backfilled by catch-up and older than catch_up.reply_max_age (stored and routed only)";
 
 pub struct Handlers {
     kapso: Option<KapsoClient>,
@@ -150,6 +155,8 @@ pub struct Handlers {
     started_at_ms: i64,
     /// Rows whose send in this process ended without knowing whether Kapso accepted it.
     unknown_outcome: std::sync::Mutex<std::collections::HashSet<i64>>,
+    /// `catch_up.reply_max_age` (ms): older backfilled messages are not answered.
+    reply_max_age_ms: Option<i64>,
 }
 
 impl Handlers {
@@ -162,7 +169,32 @@ impl Handlers {
             pacer,
             started_at_ms: now_ms(),
             unknown_outcome: std::sync::Mutex::default(),
+            reply_max_age_ms: None,
         }
+    }
+
+    /// Send handlers do not answer backfilled messages older than `max_age_ms` (by their own
+    /// timestamp): `catch_up.reply_max_age`.
+    pub fn with_reply_max_age(mut self, max_age_ms: Option<i64>) -> Handlers {
+        self.reply_max_age_ms = max_age_ms;
+        self
+    }
+
+    /// Whether every event of the job is a backfilled message older than
+    /// `catch_up.reply_max_age`, and the handler would send (a `log` handler still logs).
+    fn too_old_to_answer(&self, input: &JobInput<'_>) -> bool {
+        let Some(max_age) = self.reply_max_age_ms else {
+            return false;
+        };
+        let cutoff = now_ms().saturating_sub(max_age);
+        !matches!(input.route.handler, HandlerConfig::Log {})
+            && !input.events.is_empty()
+            && input.events.iter().all(|event| {
+                event.is_backfilled()
+                    && event
+                        .occurred_at
+                        .is_some_and(|at| at.saturating_mul(1000) < cutoff)
+            })
     }
 
     fn forget_unknown(&self, row_id: i64) {
@@ -242,6 +274,12 @@ impl Handlers {
                 .map_err(db_failure)?
         };
         if rows.is_empty() {
+            if self.too_old_to_answer(input) {
+                return Ok(RunReport {
+                    not_sent: Some(TOO_OLD_TO_ANSWER),
+                    ..RunReport::default()
+                });
+            }
             let actions = self.plan(input).await?;
             if actions.is_empty() {
                 return Ok(RunReport::default());

@@ -310,7 +310,10 @@ pub async fn list_events(
         push_type_pattern(&mut query, &EventPattern::parse(pattern));
     }
     if filter.flagged_only {
-        query.push(" AND flags IS NOT NULL");
+        // `backfilled` alone (catch-up) needs no attention.
+        query
+            .push(" AND flags IS NOT NULL AND flags <> ")
+            .push_bind(crate::event::FLAG_BACKFILLED);
     }
     if let Some(conversation) = &filter.conversation_id {
         query
@@ -441,6 +444,9 @@ pub struct StoredEvent {
     pub occurred_at: Option<i64>,
     pub received_at: i64,
     pub payload: String,
+    /// The event's flags, comma-separated (`None` when fully understood).
+    #[sqlx(default)]
+    pub flags: Option<String>,
 }
 
 impl StoredEvent {
@@ -448,13 +454,22 @@ impl StoredEvent {
     pub fn payload_json(&self) -> serde_json::Value {
         serde_json::from_str(&self.payload).unwrap_or(serde_json::Value::Null)
     }
+
+    /// Whether catch-up read it back from Kapso's history (flag `backfilled`) instead of a
+    /// webhook delivering it.
+    pub fn is_backfilled(&self) -> bool {
+        self.flags.as_deref().is_some_and(|f| {
+            f.split(',')
+                .any(|flag| flag == crate::event::FLAG_BACKFILLED)
+        })
+    }
 }
 
 /// Events not yet routed, oldest first.
 pub async fn unrouted(pool: &SqlitePool, limit: i64) -> Result<Vec<StoredEvent>, sqlx::Error> {
     sqlx::query_as(
         "SELECT id, webhook, event_type, phone_number_id, conversation_id, message_id, occurred_at,
-                received_at, payload
+                received_at, payload, flags
          FROM events WHERE routed_at IS NULL ORDER BY id LIMIT ?",
     )
     .bind(limit)
@@ -485,7 +500,7 @@ pub async fn load_events<'e>(
     let json = serde_json::to_string(ids).unwrap_or_else(|_| "[]".to_owned());
     let mut events: Vec<StoredEvent> = sqlx::query_as(
         "SELECT id, webhook, event_type, phone_number_id, conversation_id, message_id, occurred_at,
-                received_at, payload
+                received_at, payload, flags
          FROM events WHERE id IN (SELECT value FROM json_each(?))",
     )
     .bind(json)

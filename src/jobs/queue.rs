@@ -238,7 +238,7 @@ impl LocalQueue {
         let id = job.id;
         let retry_at = match &finish {
             Finish::RetryAt { at, .. } | Finish::Deferred { at } => Some(*at),
-            Finish::Done | Finish::Dead { .. } => None,
+            Finish::Done | Finish::DoneNoted { .. } | Finish::Dead { .. } => None,
         };
         let deferred = matches!(finish, Finish::Deferred { .. });
         let is_dead = matches!(finish, Finish::Dead { .. });

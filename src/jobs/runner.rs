@@ -76,7 +76,18 @@ impl Runner {
                     if report.sent > 0 {
                         self.metrics.observe_reply_latency(now - job.created_at);
                     }
-                    (Finish::Done, "done")
+                    match report.not_sent {
+                        Some(reason) => {
+                            tracing::info!(reason, "job done without sending");
+                            (
+                                Finish::DoneNoted {
+                                    note: reason.to_owned(),
+                                },
+                                "done",
+                            )
+                        }
+                        None => (Finish::Done, "done"),
+                    }
                 }
                 Err(failure) => self.failure_outcome(&job, failure, now),
             };

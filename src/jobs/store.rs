@@ -218,6 +218,11 @@ pub async fn count_dead(pool: &SqlitePool) -> Result<i64, sqlx::Error> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Finish {
     Done,
+    /// Done without doing its work, for a reason recorded in `last_error` (e.g. a backfilled
+    /// message too old to answer).
+    DoneNoted {
+        note: String,
+    },
     /// Queued again, to run at this time (Unix ms).
     RetryAt {
         at: i64,
@@ -312,6 +317,7 @@ fn fold_log(entries: Vec<JobLog>) -> Vec<LoggedRow> {
                 }
                 let (state, run_at, finished_at, error) = match finish {
                     Finish::Done => ("done", None, Some(at), None),
+                    Finish::DoneNoted { note } => ("done", None, Some(at), Some(note)),
                     Finish::RetryAt { at: retry, error } => {
                         ("queued", Some(retry), None, Some(error))
                     }

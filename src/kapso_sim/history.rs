@@ -1,9 +1,13 @@
 //! The simulated Kapso's message history behind `GET /{phone_number_id}/messages` (Kapso's
 //! `listMessages`): every message the proxy accepted (outbound) and every message the webhook
 //! sender was asked to deliver (inbound), whether or not the delivery succeeded, newest first,
-//! with the `direction`, `conversation_id`, `since`/`until` filters, `limit` (at most 100) and an
-//! opaque `after` cursor, answered as `{"data": [...], "paging": {"cursors": {"after"}}}` like
-//! Kapso's own examples (a cursor comes with every non-empty page).
+//! with the `direction`, `status`, `conversation_id`, `since`/`until` filters, `limit` (at most
+//! 100), opaque keyset cursors `after` (older) and `before` (newer) (see [`super::cursor`]) and
+//! `fields` (absent: Kapso's default set; `kapso()`: no `kapso` object; `kapso(a,b)`: only those
+//! keys), answered as `{"data": [...], "paging": {"cursors": {"before", "after"}}}` like Kapso's
+//! examples; the last page's `after` (and the first's `before`) is `null`, as Kapso's own Chat
+//! SDK adapter mocks it. Inbound items read like Kapso's list examples
+//! (`kapso.status: "delivered"`, `processing_status: "completed"`, no webhook-only `origin`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -49,6 +53,10 @@ pub(crate) fn inbound_entry(
         .or_insert_with(|| json!({}));
     if let Some(kapso) = kapso.as_object_mut() {
         kapso.entry("direction").or_insert(json!("inbound"));
+        // The history shows what Kapso did with it, not the webhook's `received`.
+        kapso.insert("status".into(), json!("delivered"));
+        kapso.insert("processing_status".into(), json!("completed"));
+        kapso.remove("origin");
         if let Some(id) = payload.pointer("/conversation/id") {
             kapso.insert("whatsapp_conversation_id".into(), id.clone());
         }
@@ -131,52 +139,107 @@ pub(crate) async fn list(
             )
         }
     };
-    let offset = match query.get("after") {
-        None => 0,
-        Some(cursor) => match cursor
-            .strip_prefix("sim-")
-            .and_then(|n| n.parse::<usize>().ok())
-        {
-            Some(offset) => offset,
-            None => return graph_error(400, 100, "(#100) Invalid cursor."),
-        },
+    let cursor = |key: &str| match query.get(key) {
+        None => Ok(None),
+        Some(text) => super::cursor::decode(text).map(Some).ok_or(()),
+    };
+    let (Ok(after), Ok(before)) = (cursor("after"), cursor("before")) else {
+        return graph_error(400, 100, "(#100) Invalid cursor.");
     };
     let direction = query.get("direction");
+    let status = query.get("status");
     let conversation = query.get("conversation_id");
-    let matching: Vec<Value> = state.read(|records| {
-        let mut entries: Vec<&HistoryEntry> = records
+    let text_at = |e: &HistoryEntry, pointer: &str| {
+        e.message
+            .pointer(pointer)
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
+    // Newest first by the keyset (created_ms, seq), seq being the order of storing.
+    let matching: Vec<((i128, usize), Value)> = state.read(|records| {
+        let mut entries: Vec<((i128, usize), &HistoryEntry)> = records
             .history
             .iter()
-            .filter(|e| e.phone_number_id == phone)
-            .filter(|e| since.is_none_or(|s| e.created_ms >= s))
-            .filter(|e| until.is_none_or(|u| e.created_ms <= u))
-            .filter(|e| {
-                direction.is_none_or(|d| {
-                    e.message
-                        .pointer("/kapso/direction")
-                        .and_then(Value::as_str)
-                        == Some(d)
-                })
+            .enumerate()
+            .map(|(seq, e)| ((e.created_ms, seq), e))
+            .filter(|(_, e)| e.phone_number_id == phone)
+            .filter(|(_, e)| since.is_none_or(|s| e.created_ms >= s))
+            .filter(|(_, e)| until.is_none_or(|u| e.created_ms <= u))
+            .filter(|(_, e)| {
+                direction.is_none_or(|d| text_at(e, "/kapso/direction").as_ref() == Some(d))
             })
-            .filter(|e| {
+            .filter(|(_, e)| status.is_none_or(|s| text_at(e, "/kapso/status").as_ref() == Some(s)))
+            .filter(|(_, e)| {
                 conversation.is_none_or(|c| {
-                    e.message
-                        .pointer("/kapso/whatsapp_conversation_id")
-                        .and_then(Value::as_str)
-                        == Some(c)
+                    text_at(e, "/kapso/whatsapp_conversation_id").as_ref() == Some(c)
                 })
             })
             .collect();
-        // Newest first; equal times in reverse order of storing.
-        entries.reverse();
-        entries.sort_by_key(|e| std::cmp::Reverse(e.created_ms));
-        entries.into_iter().map(|e| e.message.clone()).collect()
+        entries.sort_by_key(|(key, _)| std::cmp::Reverse(*key));
+        entries
+            .into_iter()
+            .map(|(key, e)| (key, e.message.clone()))
+            .collect()
     });
-    let page: Vec<Value> = matching.into_iter().skip(offset).take(limit).collect();
-    let count = page.len();
-    let mut body = json!({ "data": page });
-    if count > 0 {
-        body["paging"] = json!({ "cursors": { "after": format!("sim-{}", offset + count) } });
+    // `after`: the items older than the cursor; `before`: the `limit` newer ones closest to it.
+    let (start, end) = match (after, before) {
+        (Some(key), _) => {
+            let start = matching.partition_point(|(k, _)| *k >= key);
+            (start, (start + limit).min(matching.len()))
+        }
+        (None, Some(key)) => {
+            let end = matching.partition_point(|(k, _)| *k > key);
+            (end.saturating_sub(limit), end)
+        }
+        (None, None) => (0, limit.min(matching.len())),
+    };
+    let fields = query.get("fields").map(String::as_str);
+    let page: Vec<Value> = matching[start..end]
+        .iter()
+        .map(|(_, message)| select_fields(message.clone(), fields))
+        .collect();
+    let key_at = |i: usize| {
+        matching
+            .get(i)
+            .map(|(key, _)| super::cursor::encode(key.0, key.1))
+    };
+    let newer = (start > 0 && end > start).then(|| key_at(start)).flatten();
+    let older = (end < matching.len() && end > start)
+        .then(|| key_at(end - 1))
+        .flatten();
+    Json(json!({
+        "data": page,
+        "paging": { "cursors": { "before": newer, "after": older } },
+    }))
+    .into_response()
+}
+
+/// Applies `fields` to a message: absent (or `kapso(*)`, `kapso(all)`, `kapso(default)`) keeps
+/// Kapso's fields, `kapso()` drops them, `kapso(a,b)` keeps only the named ones (Kapso's
+/// TypeScript SDK docs, "kapso-extensions").
+fn select_fields(mut message: Value, fields: Option<&str>) -> Value {
+    let Some(list) = fields
+        .map(str::trim)
+        .and_then(|f| f.strip_prefix("kapso("))
+        .and_then(|f| f.strip_suffix(')'))
+    else {
+        return message;
+    };
+    let names: Vec<&str> = list
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .collect();
+    if matches!(names.as_slice(), ["*"] | ["all"] | ["default"]) {
+        return message;
     }
-    Json(body).into_response()
+    let Some(object) = message.as_object_mut() else {
+        return message;
+    };
+    if names.is_empty() {
+        object.remove("kapso");
+    } else if let Some(Value::Object(kapso)) = object.get_mut("kapso") {
+        kapso.retain(|key, _| names.contains(&key.as_str()));
+    }
+    message
 }

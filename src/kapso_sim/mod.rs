@@ -3,6 +3,7 @@
 //! mark read) with scriptable failures, and a webhook sender that signs and retries like Kapso.
 //! Used by `switchboard demo` and by tests; it never talks to anything but the URLs it is given.
 
+mod cursor;
 pub mod deliver;
 mod history;
 mod messages;
@@ -291,6 +292,19 @@ impl SimulatedKapso {
                 )
             }
         }
+    }
+
+    /// Keeps `payloads` in the message history as if Kapso had received them and never
+    /// delivered them (no webhook call): what an outage leaves behind, in bulk.
+    pub fn keep_in_history(&self, event_type: &str, payloads: &[Value]) {
+        self.state.write(|r| {
+            for payload in payloads {
+                let now = r.now_ms();
+                if let Some(entry) = history::inbound_entry(event_type, payload, now) {
+                    r.history.push(entry);
+                }
+            }
+        });
     }
 
     /// Delivers `payloads` to `target` as Kapso would (see [`deliver::deliver`]) and records

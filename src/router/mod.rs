@@ -21,6 +21,9 @@ pub struct RoutableEvent {
     pub reply_id: Option<String>,
     /// Error codes of a failed message's statuses (and of the message itself).
     pub error_codes: Vec<i64>,
+    /// Read back from Kapso's history by catch-up (flag `backfilled`), not delivered by a
+    /// webhook.
+    pub backfilled: bool,
 }
 
 impl RoutableEvent {
@@ -47,6 +50,7 @@ impl RoutableEvent {
             new_conversation: payload.get("is_new_conversation").and_then(Value::as_bool),
             reply_id: message.and_then(reply_id),
             error_codes: message.map(error_codes).unwrap_or_default(),
+            backfilled: false,
         }
     }
 }
@@ -136,6 +140,7 @@ pub struct Route {
     direction: Option<String>,
     reply_ids: Vec<String>,
     error_codes: Vec<i64>,
+    backfilled: Option<bool>,
 }
 
 impl Route {
@@ -159,6 +164,7 @@ impl Route {
             direction: config.when.direction.clone(),
             reply_ids: config.when.reply_id.clone(),
             error_codes: config.when.error_code.clone(),
+            backfilled: config.when.backfilled,
         })
     }
 
@@ -187,6 +193,7 @@ impl Route {
                     .error_codes
                     .iter()
                     .any(|c| self.error_codes.contains(c)))
+            && self.backfilled.is_none_or(|want| event.backfilled == want)
     }
 
     /// Only inbound messages are debounced; everything else is handled at once.

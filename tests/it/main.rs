@@ -4,6 +4,7 @@
 
 mod admin;
 mod admin_api;
+mod catch_up;
 mod check;
 mod cli;
 mod cli_help;

@@ -1,0 +1,292 @@
+//! Catch-up after an outage (issue 11, docs/CATCH_UP.md): for every number-scoped webhook, read
+//! Kapso's message history (`GET /{phone_number_id}/messages?direction=inbound&since=...`, the
+//! Meta proxy's `listMessages`) from the number's checkpoint minus an overlap to the end, and
+//! store each message switchboard never received as the `whatsapp.message.received` event its
+//! webhook would have carried, flagged `backfilled`, through the inbox like any delivery: the
+//! same dedupe key (`msg:{wamid}`), the same routing and the same dispatcher wake-up. Running it
+//! twice stores nothing twice; a late webhook for a backfilled message is a duplicate.
+
+pub mod payload;
+pub mod serve;
+mod standalone;
+pub mod store;
+
+pub use standalone::run_standalone;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use serde::Serialize;
+use sqlx::SqlitePool;
+
+use crate::clock::Clock;
+use crate::config::catch_up::age_ms;
+use crate::config::Config;
+use crate::event::Event;
+use crate::inbox::{Inbox, InboxError, NewDelivery};
+use crate::kapso::history::MAX_PAGE;
+use crate::kapso::{KapsoClient, KapsoError, MessageQuery};
+use crate::router::Router;
+
+/// What a catch-up delivery row says in `event_header`, so `deliveries` tells catch-up apart
+/// from webhook deliveries.
+pub const DELIVERY_HEADER: &str = "catch-up";
+
+#[derive(Debug, thiserror::Error)]
+pub enum CatchUpError {
+    #[error("reading Kapso's message history failed: {0}")]
+    Kapso(#[from] KapsoError),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("storing the events failed: {0}")]
+    Inbox(#[from] InboxError),
+}
+
+/// A number whose history is read: the first number-scoped webhook (Kapso kind, subscribed to
+/// received messages) configured for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub webhook: String,
+    pub phone_number_id: String,
+}
+
+/// The numbers catch-up reads, once each, in config order.
+pub fn targets(config: &Config) -> Vec<Target> {
+    let mut seen = HashSet::new();
+    config
+        .webhooks
+        .iter()
+        .filter(|w| w.effective_events().iter().any(|e| e == payload::RECEIVED))
+        .filter_map(|w| {
+            let number = w.phone_number_id.clone()?;
+            seen.insert(number.clone()).then(|| Target {
+                webhook: w.name.clone(),
+                phone_number_id: number,
+            })
+        })
+        .collect()
+}
+
+/// What one run found for one number.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct NumberReport {
+    pub phone_number_id: String,
+    pub webhook: String,
+    /// Where the run started reading (Kapso's `since`, ISO 8601).
+    pub since: String,
+    pub pages: usize,
+    /// Inbound messages listed.
+    pub seen: usize,
+    /// Stored by this run (with `--dry-run`: would be).
+    pub new: usize,
+    pub already_stored: usize,
+    /// Items without a wamid, or not inbound: not stored.
+    pub skipped: usize,
+    /// `None` when the run read to the end; else why it stopped.
+    pub error: Option<String>,
+}
+
+/// What one run found, number by number.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RunReport {
+    pub dry_run: bool,
+    pub numbers: Vec<NumberReport>,
+}
+
+impl RunReport {
+    /// Events stored (or, dry, that would be) over all numbers.
+    pub fn new_events(&self) -> usize {
+        self.numbers.iter().map(|n| n.new).sum()
+    }
+
+    /// `ok`, or `failed` when any number's run stopped early.
+    pub fn result(&self) -> &'static str {
+        if self.numbers.iter().any(|n| n.error.is_some()) {
+            "failed"
+        } else {
+            "ok"
+        }
+    }
+}
+
+/// How a run reads: from each number's checkpoint, or from a fixed time ago; and whether it
+/// stores.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunOptions {
+    /// Read from this long ago (ms) instead of the checkpoint.
+    pub since_ms: Option<i64>,
+    /// List and count only: store nothing, move no checkpoint.
+    pub dry_run: bool,
+}
+
+/// Everything a run needs.
+#[derive(Clone)]
+pub struct CatchUp {
+    pub config: Arc<Config>,
+    pub kapso: KapsoClient,
+    /// Where the inbox writes (checkpoints are written here too).
+    pub pool: SqlitePool,
+    pub inbox: Inbox,
+    pub routes: Arc<Router>,
+    pub clock: Clock,
+}
+
+impl CatchUp {
+    /// One run over every target number; a number whose run fails does not stop the others.
+    pub async fn run(&self, options: RunOptions) -> RunReport {
+        let mut report = RunReport {
+            dry_run: options.dry_run,
+            numbers: Vec::new(),
+        };
+        for target in targets(&self.config) {
+            let mut number = NumberReport {
+                phone_number_id: target.phone_number_id.clone(),
+                webhook: target.webhook.clone(),
+                ..NumberReport::default()
+            };
+            let outcome = self.run_number(&target, options, &mut number).await;
+            if let Err(err) = outcome {
+                tracing::warn!(phone_number_id = %target.phone_number_id, error = %err, "catch-up stopped before the end of Kapso's history; the checkpoint stays");
+                let text = err.to_string();
+                if !options.dry_run {
+                    let recorded = store::record_run(
+                        &self.pool,
+                        &target.phone_number_id,
+                        None,
+                        self.clock.now_ms(),
+                        &format!("failed: {text}"),
+                        i64::try_from(number.new).unwrap_or(i64::MAX),
+                    )
+                    .await;
+                    if let Err(db) = recorded {
+                        tracing::warn!(error = %db, "recording the catch-up run failed");
+                    }
+                }
+                number.error = Some(text);
+            }
+            if number.new > 0 && !options.dry_run {
+                tracing::warn!(
+                    webhook = %number.webhook,
+                    phone_number_id = %number.phone_number_id,
+                    found = number.new,
+                    "catch-up stored messages no webhook delivered: a likely delivery problem (an outage, or Kapso paused or cannot reach the webhook)"
+                );
+            }
+            report.numbers.push(number);
+        }
+        report
+    }
+
+    async fn run_number(
+        &self,
+        target: &Target,
+        options: RunOptions,
+        report: &mut NumberReport,
+    ) -> Result<(), CatchUpError> {
+        let now = self.clock.now_ms();
+        let pnid = target.phone_number_id.as_str();
+        let base = match store::checkpoint(&self.pool, pnid).await? {
+            Some(checkpoint) => checkpoint,
+            None => match store::newest_received(&self.pool, pnid).await? {
+                Some(received) => received,
+                None => now.saturating_sub(age_ms(self.config.catch_up.first_lookback)),
+            },
+        };
+        let since_ms = match options.since_ms {
+            Some(ago) => now.saturating_sub(ago),
+            None => base.saturating_sub(self.config.catch_up.overlap_ms()),
+        };
+        report.since = crate::window::format_rfc3339(since_ms).unwrap_or_default();
+        let mut newest = base;
+        let mut in_run: HashSet<String> = HashSet::new();
+        let mut after = None;
+        loop {
+            let query = MessageQuery {
+                direction: Some("inbound".to_owned()),
+                since: Some(report.since.clone()),
+                limit: MAX_PAGE,
+                after: after.take(),
+                ..MessageQuery::default()
+            };
+            let page = self.kapso.list_messages(pnid, &query).await?;
+            report.pages += 1;
+            report.seen += page.messages.len();
+            let mut events: Vec<Event> = Vec::new();
+            for (index, item) in page.messages.iter().enumerate() {
+                let Some(mut event) = payload::backfilled_event(pnid, item, index) else {
+                    report.skipped += 1;
+                    continue;
+                };
+                if let Some(at) = event.occurred_at {
+                    newest = newest.max(at.saturating_mul(1000));
+                }
+                if !in_run.insert(event.dedupe_key.as_str().to_owned()) {
+                    report.already_stored += 1;
+                    continue;
+                }
+                event.awaits_routing = self.routes.may_match(&event.event_type);
+                events.push(event);
+            }
+            self.store_page(target, events, options.dry_run, report)
+                .await?;
+            match page.next {
+                Some(cursor) => after = Some(cursor),
+                None => break,
+            }
+        }
+        if !options.dry_run {
+            store::record_run(
+                &self.pool,
+                pnid,
+                Some(newest),
+                now,
+                "ok",
+                i64::try_from(report.new).unwrap_or(i64::MAX),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Stores a page's events as one delivery of the target's webhook (or, dry, counts those
+    /// the inbox does not hold).
+    async fn store_page(
+        &self,
+        target: &Target,
+        events: Vec<Event>,
+        dry_run: bool,
+        report: &mut NumberReport,
+    ) -> Result<(), CatchUpError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        if dry_run {
+            for event in &events {
+                if store::is_stored(&self.pool, &event.event_type, event.dedupe_key.as_str())
+                    .await?
+                {
+                    report.already_stored += 1;
+                } else {
+                    report.new += 1;
+                }
+            }
+            return Ok(());
+        }
+        let body_bytes = events.iter().map(|e| e.stored_payload().len()).sum();
+        let delivery = NewDelivery {
+            webhook: target.webhook.clone(),
+            received_at_ms: crate::clock::now_ms(),
+            body_bytes,
+            idempotency_key: None,
+            event_header: Some(DELIVERY_HEADER.to_owned()),
+            payload_version: Some("v2".to_owned()),
+            batch: true,
+            events,
+            quarantine: Vec::new(),
+        };
+        let outcome = self.inbox.accept(delivery).await?;
+        report.new += outcome.stored;
+        report.already_stored += outcome.duplicates;
+        Ok(())
+    }
+}

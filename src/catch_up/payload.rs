@@ -1,0 +1,102 @@
+//! A message read back from Kapso's history, as the `whatsapp.message.received` event its
+//! webhook would have carried (v2 shape, a reconstruction): `message` is the history item with
+//! its `kapso` object, `phone_number_id` the business number, and `conversation` what the item
+//! says of it. Pure: no I/O.
+
+use serde_json::{json, Map, Value};
+
+use crate::event::{Event, Origin, PayloadVersion, FLAG_BACKFILLED};
+
+/// The event type catch-up stores.
+pub const RECEIVED: &str = "whatsapp.message.received";
+
+/// The event a webhook would have delivered for `item` (one element of `listMessages`' `data`),
+/// flagged [`FLAG_BACKFILLED`]; `None` when the item has no wamid or is not an inbound message.
+/// Its dedupe key is the webhook's (`msg:{wamid}`), from [`Event::from_payload`].
+pub fn backfilled_event(phone_number_id: &str, item: &Value, index: usize) -> Option<Event> {
+    let wamid = item.get("id").and_then(Value::as_str)?;
+    if wamid.trim().is_empty() {
+        return None;
+    }
+    let kapso = item.get("kapso");
+    let text = |key: &str| kapso.and_then(|k| k.get(key)).filter(|v| !v.is_null());
+    // The query asks for inbound only; an item that says otherwise is not a received message.
+    if text("direction").is_some_and(|d| d.as_str() != Some("inbound")) {
+        return None;
+    }
+    let mut conversation = Map::new();
+    if let Some(id) = text("whatsapp_conversation_id") {
+        conversation.insert("id".into(), id.clone());
+    }
+    if let Some(phone) = text("phone_number") {
+        conversation.insert("phone_number".into(), phone.clone());
+    }
+    conversation.insert("phone_number_id".into(), json!(phone_number_id));
+    if let Some(name) = text("contact_name") {
+        conversation.insert("kapso".into(), json!({ "contact_name": name }));
+    }
+    let mut payload = Map::new();
+    payload.insert("message".into(), item.clone());
+    payload.insert("conversation".into(), Value::Object(conversation));
+    payload.insert("phone_number_id".into(), json!(phone_number_id));
+    let origin = Origin {
+        idempotency_key: None,
+        index,
+    };
+    let mut event = Event::from_payload(RECEIVED, PayloadVersion::V2, payload, origin);
+    event.flags.push(FLAG_BACKFILLED);
+    Some(event)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_inbound_item_becomes_the_webhooks_event_with_its_dedupe_key() {
+        let item = json!({
+            "id": "wamid.A", "timestamp": "1705328096", "type": "text", "from": "15551234567",
+            "text": {"body": "Hello"},
+            "kapso": {"direction": "inbound", "status": "delivered", "phone_number": "+15551234567",
+                      "whatsapp_conversation_id": "conv-1", "contact_name": "John Doe"}
+        });
+        let event = backfilled_event("111", &item, 0).unwrap();
+        assert_eq!(event.event_type, RECEIVED);
+        assert_eq!(event.dedupe_key.as_str(), "msg:wamid.A");
+        assert_eq!(event.flags, vec![FLAG_BACKFILLED]);
+        assert_eq!(event.phone_number_id.as_deref(), Some("111"));
+        assert_eq!(event.conversation_id.as_deref(), Some("conv-1"));
+        assert_eq!(event.occurred_at, Some(1_705_328_096));
+        assert_eq!(
+            event.payload["conversation"]["kapso"]["contact_name"],
+            "John Doe"
+        );
+        assert_eq!(event.payload["message"], item);
+
+        // The same message as its webhook carries it collides with the backfilled one.
+        let webhook = Event::from_payload(
+            RECEIVED,
+            PayloadVersion::V2,
+            json!({"message": {"id": "wamid.A"}, "phone_number_id": "111"})
+                .as_object()
+                .cloned()
+                .unwrap(),
+            Origin {
+                idempotency_key: Some("other"),
+                index: 3,
+            },
+        );
+        assert_eq!(webhook.dedupe_key, event.dedupe_key);
+    }
+
+    #[test]
+    fn items_without_a_wamid_or_sent_by_the_business_are_skipped() {
+        assert!(backfilled_event("111", &json!({"type": "text"}), 0).is_none());
+        let outbound = json!({"id": "wamid.B", "kapso": {"direction": "outbound"}});
+        assert!(backfilled_event("111", &outbound, 0).is_none());
+        // Without Kapso's fields (a bare `kapso()` omits them) the item is still stored.
+        let bare = json!({"id": "wamid.C", "timestamp": "1", "type": "text"});
+        let event = backfilled_event("111", &bare, 0).unwrap();
+        assert_eq!(event.conversation_id, None);
+    }
+}

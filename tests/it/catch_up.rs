@@ -1,0 +1,436 @@
+//! Catch-up after an outage: Kapso gave up delivering while switchboard was down; on start,
+//! switchboard reads Kapso's message history, stores exactly the missed messages (flagged
+//! `backfilled`, the webhook's dedupe key), routes each once, and a late webhook for one of them
+//! is a duplicate. Real SQLite file, real HTTP on loopback, the simulated Kapso.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use switchboard::catch_up::{run_standalone, RunOptions};
+use switchboard::kapso_sim::deliver::{DeliveryOptions, DeliveryTarget};
+use switchboard::kapso_sim::samples::{self, SampleContext};
+use switchboard::kapso_sim::SimulatedKapso;
+use switchboard::Config;
+
+use crate::pipeline::{pipeline_config, settled_jobs, sim};
+use crate::test_app::TestApp;
+
+const RECEIVED: &str = "whatsapp.message.received";
+const LINE_SECRET: &str = "whsec_line_secret";
+const ECHO: &str = r#"
+[[routes]]
+name = "echo"
+on = "whatsapp.message.received"
+handler = { kind = "reply", text = "echo: {{message.text}}" }
+"#;
+
+/// The pipeline config plus a number-scoped webhook `line` for the sample number.
+fn line_config(sim: &SimulatedKapso, routes: &str, extra: &str) -> String {
+    format!(
+        "{}\n[[webhooks]]\nname = \"line\"\nsecrets = [\"{LINE_SECRET}\"]\nphone_number_id = \"{}\"\n{extra}\n",
+        pipeline_config(sim, routes),
+        SampleContext::default().phone_number_id
+    )
+}
+
+/// A sample context whose messages were sent `ago_s` seconds ago.
+fn context(ago_s: i64) -> SampleContext {
+    SampleContext {
+        timestamp: switchboard::clock::now_ms() / 1000 - ago_s,
+        ..SampleContext::default()
+    }
+}
+
+/// Kapso tries to deliver each message while switchboard is down, retries, and gives up.
+async fn missed_while_down(sim: &SimulatedKapso, messages: &[(&str, &str)], ctx: &SampleContext) {
+    let down = DeliveryTarget::new("http://127.0.0.1:9/webhooks/line", LINE_SECRET);
+    let retries = DeliveryOptions {
+        retry_delays: vec![Duration::from_millis(5), Duration::from_millis(5)],
+        retry_unreachable: true,
+        ..DeliveryOptions::default()
+    };
+    for (wamid, text) in messages {
+        let payload = samples::text_received(ctx, wamid, text);
+        let report = sim
+            .deliver(&down, RECEIVED, vec![payload], &retries)
+            .await
+            .unwrap();
+        assert!(!report.succeeded(), "the server is down");
+    }
+}
+
+async fn backfilled(app: &TestApp) -> Vec<(String, Option<String>)> {
+    let pool = app.db().await;
+    let rows = sqlx::query_as(
+        "SELECT message_id, flags FROM events WHERE event_type = ? ORDER BY message_id",
+    )
+    .bind(RECEIVED)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    rows
+}
+
+/// Waits until `/readyz` shows a finished catch-up run, and returns its `catch_up` object.
+async fn catch_up_done(app: &TestApp) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let ready: Value = app.get("/readyz").await.json().await.unwrap();
+        if ready["catch_up"]["state"] != "pending" {
+            return ready["catch_up"].clone();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{ready}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn messages_kapso_gave_up_on_are_caught_up_on_start_and_answered_once() {
+    let sim = sim().await;
+    let ctx = context(120);
+    let missed = [
+        ("wamid.MISSED1", "are you open?"),
+        ("wamid.MISSED2", "hello??"),
+        ("wamid.MISSED3", "anyone there"),
+    ];
+    missed_while_down(&sim, &missed, &ctx).await;
+
+    let app = TestApp::spawn_with(&line_config(&sim, ECHO, "")).await;
+    let status = catch_up_done(&app).await;
+    assert_eq!(status["state"], "ok", "{status}");
+    assert_eq!(status["found"], 3, "{status}");
+    let jobs = settled_jobs(&app, 3).await;
+    assert!(jobs.iter().all(|j| j.1 == "done"), "{jobs:?}");
+    let mut replies: Vec<String> = sim
+        .sends()
+        .iter()
+        .map(|s| s.body["text"]["body"].as_str().unwrap().to_owned())
+        .collect();
+    replies.sort();
+    assert_eq!(
+        replies,
+        vec!["echo: anyone there", "echo: are you open?", "echo: hello??"]
+    );
+    let stored = backfilled(&app).await;
+    assert_eq!(stored.len(), 3);
+    assert!(stored
+        .iter()
+        .all(|(_, flags)| flags.as_deref() == Some("backfilled")));
+
+    // Kapso's late delivery of one of them is a duplicate: stored once, answered once.
+    let late = samples::text_received(&ctx, "wamid.MISSED2", "hello??");
+    let bytes = serde_json::to_vec(&late).unwrap();
+    let answer = app
+        .deliver_signed("line", LINE_SECRET, RECEIVED, &bytes)
+        .await;
+    assert_eq!(answer.status(), 200);
+    assert_eq!(app.count("events").await, 3);
+    let metrics = app.metrics().await;
+    assert!(
+        metrics.contains("switchboard_catch_up_runs_total{result=\"ok\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("switchboard_catch_up_events_total 3"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("switchboard_catch_up_last_run_timestamp_seconds"));
+
+    // Running it again (by hand, the server stopped) stores nothing twice.
+    let mut app = app;
+    app.stop().await;
+    let config = Config::load(&app.config_path()).unwrap();
+    let again = run_standalone(&config, RunOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(again.result(), "ok");
+    assert_eq!(again.numbers[0].new, 0);
+    assert_eq!(again.numbers[0].already_stored, 3);
+    assert_eq!(backfilled(&app).await.len(), 3);
+    assert_eq!(sim.sends().len(), 3, "nothing answered twice");
+}
+
+#[tokio::test]
+async fn catch_up_by_hand_pages_through_thousands_and_dry_run_stores_nothing() {
+    let sim = sim().await;
+    let ctx = context(60);
+    let payloads: Vec<Value> = (0..2_500)
+        .map(|n| samples::text_received(&ctx, &format!("wamid.BULK{n:05}"), "bulk"))
+        .collect();
+    sim.keep_in_history(RECEIVED, &payloads);
+    // No route: this test is about storing, not answering.
+    let app = TestApp::spawn_with(&line_config(&sim, "", "[catch_up]\non_startup = false\n")).await;
+    let config = Config::load(&app.config_path()).unwrap();
+
+    let dry = run_standalone(
+        &config,
+        RunOptions {
+            since_ms: Some(3_600_000),
+            dry_run: true,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(dry.numbers[0].new, 2_500);
+    assert_eq!(dry.numbers[0].pages, 25);
+    assert_eq!(app.count("events").await, 0, "--dry-run stores nothing");
+    assert_eq!(
+        app.count("catch_up").await,
+        0,
+        "--dry-run moves no checkpoint"
+    );
+
+    let run = run_standalone(&config, RunOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(run.result(), "ok");
+    assert_eq!(run.numbers[0].seen, 2_500);
+    assert_eq!(run.numbers[0].new, 2_500);
+    assert_eq!(app.count("events").await, 2_500);
+    let again = run_standalone(&config, RunOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        (again.numbers[0].new, again.numbers[0].already_stored),
+        (0, 2_500)
+    );
+    assert_eq!(app.count("events").await, 2_500);
+}
+
+/// `catch_up.reply_max_age`: a backfilled message older than it is stored and routed, its job
+/// ends done with the reason recorded, and nothing is sent; `when.backfilled = false` keeps a
+/// route to what webhooks deliver.
+#[tokio::test]
+async fn an_old_backfilled_message_is_stored_but_not_answered() {
+    let sim = sim().await;
+    missed_while_down(
+        &sim,
+        &[("wamid.OLD", "from this morning")],
+        &context(3 * 3600),
+    )
+    .await;
+    missed_while_down(&sim, &[("wamid.NEW", "just now")], &context(60)).await;
+    let routes = format!(
+        "{ECHO}\n[[routes]]\nname = \"live-only\"\non = \"whatsapp.message.received\"\nwhen = {{ backfilled = false }}\nhandler = {{ kind = \"reply\", text = \"live\" }}\n"
+    );
+    let app = TestApp::spawn_with(&line_config(&sim, &routes, "")).await;
+    assert_eq!(catch_up_done(&app).await["found"], 2);
+    let jobs = settled_jobs(&app, 2).await;
+    assert_eq!(
+        jobs.len(),
+        2,
+        "only the echo route took the backfilled messages: {jobs:?}"
+    );
+    let pool = app.db().await;
+    let notes: Vec<(String, Option<String>)> =
+        sqlx::query_as("SELECT state, last_error FROM jobs ORDER BY id")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    pool.close().await;
+    assert!(notes.iter().all(|(state, _)| state == "done"), "{notes:?}");
+    assert_eq!(
+        notes
+            .iter()
+            .filter_map(|(_, note)| note.as_deref())
+            .collect::<Vec<_>>(),
+        [switchboard::handlers::TOO_OLD_TO_ANSWER]
+    );
+    let replies: Vec<String> = sim
+        .sends()
+        .iter()
+        .map(|s| s.body["text"]["body"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(replies, ["echo: just now"]);
+
+    // A message a webhook delivers goes to both routes.
+    let live = samples::text_received(&context(0), "wamid.LIVE", "hello");
+    let bytes = serde_json::to_vec(&live).unwrap();
+    let answer = app
+        .deliver_signed("line", LINE_SECRET, RECEIVED, &bytes)
+        .await;
+    assert_eq!(answer.status(), 200);
+    settled_jobs(&app, 4).await;
+    let mut replies: Vec<String> = sim
+        .sends()
+        .iter()
+        .map(|s| s.body["text"]["body"].as_str().unwrap().to_owned())
+        .collect();
+    replies.sort();
+    assert_eq!(replies, ["echo: hello", "echo: just now", "live"]);
+}
+
+/// Kapso's own example items (tests/fixtures/kapso-history) are caught up: the inbound ones are
+/// stored with the conversation rebuilt from their `kapso` fields, the outbound one is skipped.
+#[tokio::test]
+async fn kapsos_example_items_are_caught_up() {
+    let mut items = Vec::new();
+    for name in ["inbound_text", "outbound_image", "location_message"] {
+        let text =
+            std::fs::read_to_string(format!("tests/fixtures/kapso-history/{name}.json")).unwrap();
+        let page: Value = serde_json::from_str(&text).unwrap();
+        items.extend(page["data"].as_array().unwrap().iter().cloned());
+    }
+    let last: Value = serde_json::from_str(
+        &std::fs::read_to_string("tests/fixtures/kapso-history/last_page.json").unwrap(),
+    )
+    .unwrap();
+    let page = serde_json::json!({ "data": items, "paging": last["paging"] });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let app = axum::Router::new().fallback(move || {
+        let page = page.clone();
+        async move { axum::Json(page) }
+    });
+    let _kapso = crate::test_app::serve_until_dropped(listener, app);
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("switchboard.db");
+    let text = crate::test_app::config_text(
+        &db,
+        &format!(
+            "[kapso]\nbase_url = \"{base}\"\napi_key = \"k\"\nmax_retries = 0\n[[webhooks]]\nname = \"line\"\nsecrets = [\"{LINE_SECRET}\"]\nphone_number_id = \"110987654321\"\n"
+        ),
+    );
+    let config = Config::parse("test.toml", &text, |_| None).unwrap();
+    let report = run_standalone(&config, RunOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(report.result(), "ok", "{report:?}");
+    let number = &report.numbers[0];
+    assert_eq!(
+        (number.seen, number.new, number.skipped),
+        (3, 2, 1),
+        "{number:?}"
+    );
+
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    let rows: Vec<(String, String, Option<String>, String)> = sqlx::query_as(
+        "SELECT dedupe_key, conversation_id, flags, payload FROM events ORDER BY dedupe_key",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    assert_eq!(rows.len(), 2);
+    assert_eq!(
+        rows[0].0,
+        "msg:wamid.HBgNMTU1NTE0OTU5Nzg1FQIAERgSMDhGRjdBMDEyOTcxQzFFQkFBAA=="
+    );
+    assert!(rows
+        .iter()
+        .all(|r| r.1 == "123e4567-e89b-12d3-a456-426614174000"
+            && r.2.as_deref() == Some("backfilled")));
+    let payload: Value = serde_json::from_str(&rows[0].3).unwrap();
+    assert_eq!(payload["conversation"]["phone_number"], "+15551234567");
+    assert_eq!(payload["conversation"]["kapso"]["contact_name"], "John Doe");
+    assert_eq!(payload["phone_number_id"], "110987654321");
+}
+
+/// Runs the real binary's `catch-up` off the runtime (the simulated Kapso runs on it).
+async fn cli_catch_up(args: &[&str]) -> std::process::Output {
+    let mut all = vec!["catch-up"];
+    all.extend_from_slice(args);
+    cli(&all).await
+}
+
+async fn cli(args: &[&str]) -> std::process::Output {
+    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
+            .args(&args)
+            .env_remove("SWITCHBOARD_CONFIG")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+/// `switchboard catch-up --dry-run --json` counts what it would store and stores nothing; without
+/// `--dry-run` it stores and prints a row per number.
+#[tokio::test]
+async fn the_catch_up_command_prints_per_number_and_dry_run_stores_nothing() {
+    let sim = sim().await;
+    let ctx = context(30);
+    let payloads: Vec<Value> = (0..3)
+        .map(|n| samples::text_received(&ctx, &format!("wamid.CLI{n}"), "hi"))
+        .collect();
+    sim.keep_in_history(RECEIVED, &payloads);
+    let app = TestApp::spawn_with(&line_config(&sim, "", "[catch_up]\non_startup = false\n")).await;
+    let path = app.config_path();
+    let path = path.to_str().unwrap();
+
+    let dry = cli_catch_up(&["--config", path, "--since", "2h", "--dry-run", "--json"]).await;
+    assert!(
+        dry.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dry.stderr)
+    );
+    let report: Value = serde_json::from_slice(&dry.stdout).unwrap();
+    assert_eq!(report["dry_run"], true);
+    assert_eq!(report["numbers"][0]["new"], 3, "{report}");
+    assert_eq!(report["numbers"][0]["pages"], 1);
+    assert_eq!(app.count("events").await, 0);
+
+    let run = cli_catch_up(&["--config", path]).await;
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let table = String::from_utf8_lossy(&run.stdout).to_string();
+    assert!(table.starts_with("NUMBER"), "{table}");
+    assert!(table.contains(&ctx.phone_number_id), "{table}");
+    assert_eq!(app.count("events").await, 3);
+    // Backfilled events are listed, but not as needing attention.
+    let flagged = cli(&["events", "list", "--config", path, "--flagged", "--json"]).await;
+    assert!(
+        flagged.status.success(),
+        "{}",
+        String::from_utf8_lossy(&flagged.stderr)
+    );
+    let flagged: Value = serde_json::from_slice(&flagged.stdout).unwrap();
+    assert_eq!(flagged, serde_json::json!([]));
+
+    let bad = cli_catch_up(&["--config", path, "--since", "soon"]).await;
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--since"));
+}
+
+/// While the server runs, catch-up comes back every `catch_up.interval`: a message Kapso kept
+/// but never delivered (here: never even tried) is found by the next run and answered.
+#[tokio::test]
+async fn catch_up_runs_again_every_interval_while_serving() {
+    let sim = sim().await;
+    let app =
+        TestApp::spawn_with(&line_config(&sim, ECHO, "[catch_up]\ninterval = \"10s\"\n")).await;
+    let first = catch_up_done(&app).await;
+    assert_eq!(first["found"], 0, "{first}");
+    let ctx = context(5);
+    sim.keep_in_history(
+        RECEIVED,
+        &[samples::text_received(&ctx, "wamid.LATER", "still there?")],
+    );
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let ready: Value = app.get("/readyz").await.json().await.unwrap();
+        if ready["catch_up"]["found"] == 1 {
+            assert_ne!(ready["catch_up"]["last_run_at"], first["last_run_at"]);
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{ready}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let sends = sim.wait_for_sends(1, Duration::from_secs(15)).await;
+    assert_eq!(sends[0].body["text"]["body"], "echo: still there?");
+    let metrics = app.metrics().await;
+    assert!(
+        metrics.contains("switchboard_catch_up_runs_total{result=\"ok\"} 2"),
+        "{metrics}"
+    );
+}
