@@ -41,6 +41,9 @@ timeout_ms = 5000
 # These tests are about the pipeline (order, crashes, many replies in flight), not the pace of
 # a number (tests/it/pacing.rs): the number may send as fast as the pipeline does.
 default_send_rate = 10000
+# Nor by Kapso's request budget per API key (tests/it/kapso/limits.rs): after a crash, every
+# send whose outcome is unknown reads Kapso's history at once.
+api_requests_per_minute = 100000
 
 [jobs]
 workers = 4
