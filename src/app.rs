@@ -216,23 +216,19 @@ impl App {
             let api = admin_api::AdminApiState {
                 reads: self.reads.clone(),
                 writer: self.pool.clone(),
-                token: token.clone(),
+                token,
                 clock: self.clock.clone(),
                 router: self.routes.clone(),
                 queue: self.queue.clone(),
                 priority: self.priority.clone(),
             };
-            let console = console::router(console::ConsoleState {
-                api: api.clone(),
-                token: admin_api::Token::new(&token),
-                sessions: console::Sessions::default(),
-                secure_cookie: self
-                    .config
-                    .server
-                    .public_url
-                    .as_deref()
-                    .is_some_and(|url| url.starts_with("https://")),
-            });
+            let secure_cookie = self
+                .config
+                .server
+                .public_url
+                .as_deref()
+                .is_some_and(|url| url.starts_with("https://"));
+            let console = console::router(console::ConsoleState::new(api.clone(), secure_cookie));
             admin_api::router(api).merge(console)
         });
         let with_admin_api = |router: Router| match &admin_api {

@@ -29,12 +29,14 @@ impl Token {
     /// Whether `presented` is the token, in time independent of where they differ.
     pub fn accepts(&self, presented: &[u8]) -> bool {
         let digest: [u8; 32] = Sha256::digest(presented).into();
-        let differences = digest
-            .iter()
-            .zip(self.digest.iter())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
-        differences == 0
+        same_bytes(&digest, self.digest.as_ref())
     }
+}
+
+/// Whether `a` and `b` are equal, in time that depends on their lengths only, not on where
+/// they differ.
+pub fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// The token of an `Authorization: Bearer TOKEN` header (the scheme case-insensitive).

@@ -23,14 +23,12 @@ pub struct JobsQuery {
     limit: Option<i64>,
 }
 
-const STATES: [&str; 4] = ["queued", "running", "done", "dead"];
-
 fn checked_state(state: Option<String>) -> Result<Option<String>, ApiError> {
     match state {
-        Some(s) if !STATES.contains(&s.as_str()) => Err(ApiError::bad_request(format!(
+        Some(s) if !job_store::STATES.contains(&s.as_str()) => Err(ApiError::bad_request(format!(
             "state `{}` is unknown: use {}",
             crate::log_text::Untrusted(&s),
-            STATES.join(", ")
+            job_store::STATES.join(", ")
         ))),
         other => Ok(other),
     }

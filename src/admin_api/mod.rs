@@ -18,7 +18,7 @@ use sqlx::SqlitePool;
 
 use crate::secret::Secret;
 
-pub use auth::Token;
+pub use auth::{same_bytes, Token};
 pub use error::ApiError;
 
 /// Most rows one page of a list returns.

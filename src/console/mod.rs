@@ -15,18 +15,31 @@ use axum::Router;
 use serde::Deserialize;
 
 use crate::admin_api::{AdminApiState, Token};
-pub use session::Sessions;
+use session::Sessions;
 
 /// The console's stylesheet.
 const CSS: &str = include_str!("../../assets/console.css");
 
 #[derive(Clone)]
 pub struct ConsoleState {
-    pub api: AdminApiState,
-    pub token: Token,
-    pub sessions: Sessions,
+    api: AdminApiState,
+    /// `api.token`, kept as its digest.
+    token: Token,
+    sessions: Sessions,
     /// Mark the cookie `Secure` (the server is reached over HTTPS: `server.public_url`).
-    pub secure_cookie: bool,
+    secure_cookie: bool,
+}
+
+impl ConsoleState {
+    /// The console over the admin API's state, with no one signed in.
+    pub fn new(api: AdminApiState, secure_cookie: bool) -> Self {
+        ConsoleState {
+            token: Token::new(&api.token),
+            api,
+            sessions: Sessions::default(),
+            secure_cookie,
+        }
+    }
 }
 
 pub fn router(state: ConsoleState) -> Router {

@@ -28,6 +28,28 @@ pub fn login_page(error: Option<&str>) -> String {
     )
 }
 
+/// Why a page is not shown: the visitor is not signed in (the answer to give), or the database
+/// failed. Pages return it with `?`.
+pub enum Refusal {
+    Answer(Box<Response>),
+    Database(sqlx::Error),
+}
+
+impl From<sqlx::Error> for Refusal {
+    fn from(err: sqlx::Error) -> Self {
+        Refusal::Database(err)
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        match self {
+            Refusal::Answer(response) => *response,
+            Refusal::Database(err) => database_error(&err),
+        }
+    }
+}
+
 pub fn database_error(err: &sqlx::Error) -> Response {
     tracing::warn!(error = %err, "console: database error");
     respond(
@@ -42,15 +64,16 @@ pub fn database_error(err: &sqlx::Error) -> Response {
 
 /// The signed-in session's form token, or the answer for a visitor who is not signed in: the
 /// sign-in page at `/admin`, a redirect to it elsewhere.
-fn signed_in(
-    state: &ConsoleState,
-    headers: &HeaderMap,
-    at_root: bool,
-) -> Result<String, Box<Response>> {
+fn signed_in(state: &ConsoleState, headers: &HeaderMap, at_root: bool) -> Result<String, Refusal> {
     match state.sessions.find(headers, crate::clock::now_ms()) {
         Some((_, session)) => Ok(session.csrf),
-        None if at_root => Err(Box::new(respond(StatusCode::OK, login_page(None)))),
-        None => Err(Box::new(Redirect::to("/admin").into_response())),
+        None if at_root => Err(Refusal::Answer(Box::new(respond(
+            StatusCode::OK,
+            login_page(None),
+        )))),
+        None => Err(Refusal::Answer(Box::new(
+            Redirect::to("/admin").into_response(),
+        ))),
     }
 }
 
@@ -79,24 +102,18 @@ const EVENT_HEADERS: [&str; 6] = [
     "Message",
 ];
 
-pub async fn overview(State(state): State<ConsoleState>, headers: HeaderMap) -> Response {
-    let csrf = match signed_in(&state, &headers, true) {
-        Ok(csrf) => csrf,
-        Err(response) => return *response,
-    };
+pub async fn overview(
+    State(state): State<ConsoleState>,
+    headers: HeaderMap,
+) -> Result<Response, Refusal> {
+    let csrf = signed_in(&state, &headers, true)?;
     let reads = &state.api.reads;
-    let counts = match job_store::count_by_state(reads).await {
-        Ok(counts) => counts,
-        Err(err) => return database_error(&err),
-    };
+    let counts = job_store::count_by_state(reads).await?;
     let filter = EventFilter {
         limit: 20,
         ..EventFilter::default()
     };
-    let events = match inbox_store::list_events(reads, &filter).await {
-        Ok(events) => events,
-        Err(err) => return database_error(&err),
-    };
+    let events = inbox_store::list_events(reads, &filter).await?;
     let jobs: Vec<Vec<String>> = counts
         .iter()
         .map(|(state, n)| {
@@ -111,18 +128,18 @@ pub async fn overview(State(state): State<ConsoleState>, headers: HeaderMap) -> 
         table(&["State", "Jobs"], &jobs),
         table(&EVENT_HEADERS, &event_rows(&events))
     );
-    respond(StatusCode::OK, page("Overview", Some(&csrf), &body))
+    Ok(respond(
+        StatusCode::OK,
+        page("Overview", Some(&csrf), &body),
+    ))
 }
 
 pub async fn events(
     State(state): State<ConsoleState>,
     headers: HeaderMap,
     Query(query): Query<ListQuery>,
-) -> Response {
-    let csrf = match signed_in(&state, &headers, false) {
-        Ok(csrf) => csrf,
-        Err(response) => return *response,
-    };
+) -> Result<Response, Refusal> {
+    let csrf = signed_in(&state, &headers, false)?;
     let text = query.text.filter(|t| !t.is_empty());
     let event_type = query.event_type.filter(|t| !t.is_empty());
     let filter = EventFilter {
@@ -131,10 +148,7 @@ pub async fn events(
         limit: ROWS,
         ..EventFilter::default()
     };
-    let events = match inbox_store::list_events(&state.api.reads, &filter).await {
-        Ok(events) => events,
-        Err(err) => return database_error(&err),
-    };
+    let events = inbox_store::list_events(&state.api.reads, &filter).await?;
     let body = format!(
         "<form method=\"get\" action=\"/admin/events\" class=\"filters\">\
          <label>Text <input name=\"text\" value=\"{}\"></label>\
@@ -144,41 +158,28 @@ pub async fn events(
         escape(event_type.as_deref().unwrap_or("")),
         table(&EVENT_HEADERS, &event_rows(&events))
     );
-    respond(StatusCode::OK, page("Events", Some(&csrf), &body))
+    Ok(respond(StatusCode::OK, page("Events", Some(&csrf), &body)))
 }
 
 pub async fn event(
     State(state): State<ConsoleState>,
     headers: HeaderMap,
     Path(id): Path<i64>,
-) -> Response {
-    let csrf = match signed_in(&state, &headers, false) {
-        Ok(csrf) => csrf,
-        Err(response) => return *response,
-    };
+) -> Result<Response, Refusal> {
+    let csrf = signed_in(&state, &headers, false)?;
     let reads = &state.api.reads;
-    let event = match inbox_store::get_event(reads, id).await {
-        Ok(Some(event)) => event,
-        Ok(None) => {
-            return respond(
-                StatusCode::NOT_FOUND,
-                page(
-                    "No such event",
-                    Some(&csrf),
-                    &format!("<p>No event has id {id}.</p>"),
-                ),
-            )
-        }
-        Err(err) => return database_error(&err),
+    let Some(event) = inbox_store::get_event(reads, id).await? else {
+        return Ok(respond(
+            StatusCode::NOT_FOUND,
+            page(
+                "No such event",
+                Some(&csrf),
+                &format!("<p>No event has id {id}.</p>"),
+            ),
+        ));
     };
-    let delivery = match inbox_store::get_delivery(reads, event.delivery_id).await {
-        Ok(delivery) => delivery,
-        Err(err) => return database_error(&err),
-    };
-    let jobs = match job_store::handling_event(reads, id).await {
-        Ok(jobs) => jobs,
-        Err(err) => return database_error(&err),
-    };
+    let delivery = inbox_store::get_delivery(reads, event.delivery_id).await?;
+    let jobs = job_store::handling_event(reads, id).await?;
     let mut body = format!(
         "<dl><dt>Type</dt><dd>{}</dd><dt>Message</dt><dd class=\"message\">{}</dd>\
          <dt>Conversation</dt><dd>{}</dd><dt>Received</dt><dd>{}</dd></dl>",
@@ -199,14 +200,12 @@ pub async fn event(
     body.push_str("<h2>Jobs</h2>");
     let mut rows = Vec::new();
     for job in &jobs {
-        let sent = match job_store::outbound_of(reads, job.id).await {
-            Ok(rows) => rows
-                .iter()
-                .map(|o| format!("{} {}", o.state, o.wamid.as_deref().unwrap_or("")))
-                .collect::<Vec<_>>()
-                .join(", "),
-            Err(err) => return database_error(&err),
-        };
+        let sent = job_store::outbound_of(reads, job.id)
+            .await?
+            .iter()
+            .map(|o| format!("{} {}", o.state, o.wamid.as_deref().unwrap_or("")))
+            .collect::<Vec<_>>()
+            .join(", ");
         rows.push(job_row(job, &csrf, &sent));
     }
     body.push_str(&table(&JOB_HEADERS, &rows));
@@ -214,10 +213,10 @@ pub async fn event(
         .and_then(|value| serde_json::to_string_pretty(&value))
         .unwrap_or_else(|_| event.payload.clone());
     body.push_str(&format!("<h2>Payload</h2><pre>{}</pre>", escape(&payload)));
-    respond(
+    Ok(respond(
         StatusCode::OK,
         page(&format!("Event {id}"), Some(&csrf), &body),
-    )
+    ))
 }
 
 const JOB_HEADERS: [&str; 7] = ["ID", "Route", "State", "Attempts", "Last error", "Sent", ""];
@@ -248,23 +247,17 @@ pub async fn jobs(
     State(state): State<ConsoleState>,
     headers: HeaderMap,
     Query(query): Query<ListQuery>,
-) -> Response {
-    let csrf = match signed_in(&state, &headers, false) {
-        Ok(csrf) => csrf,
-        Err(response) => return *response,
-    };
+) -> Result<Response, Refusal> {
+    let csrf = signed_in(&state, &headers, false)?;
     let wanted = query
         .state
-        .filter(|s| ["queued", "running", "done", "dead"].contains(&s.as_str()));
+        .filter(|s| job_store::STATES.contains(&s.as_str()));
     let filter = JobFilter {
         state: wanted.clone(),
         limit: ROWS,
         ..JobFilter::default()
     };
-    let jobs = match job_store::list(&state.api.reads, &filter).await {
-        Ok(jobs) => jobs,
-        Err(err) => return database_error(&err),
-    };
+    let jobs = job_store::list(&state.api.reads, &filter).await?;
     let notice = query
         .retried
         .map(|id| format!("<p class=\"notice\">Job {id} is queued to run again.</p>"))
@@ -275,5 +268,5 @@ pub async fn jobs(
         None => "Jobs".to_owned(),
     };
     let body = format!("{notice}{}", table(&JOB_HEADERS, &rows));
-    respond(StatusCode::OK, page(&title, Some(&csrf), &body))
+    Ok(respond(StatusCode::OK, page(&title, Some(&csrf), &body)))
 }

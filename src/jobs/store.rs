@@ -58,6 +58,13 @@ impl ClaimedJob {
     }
 }
 
+/// Every job state, in the order a job moves through them.
+pub const STATES: [&str; 4] = ["queued", "running", "done", "dead"];
+
+/// The columns of a [`JobRow`].
+const JOB_ROW_COLUMNS: &str = "id, route, handler, event_type, conversation, state, attempts,
+    max_attempts, run_at, last_error, event_ids, created_at, finished_at, replay";
+
 /// One row of `switchboard jobs list`.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct JobRow {
@@ -452,11 +459,8 @@ pub struct JobFilter {
 
 /// Newest first.
 pub async fn list(pool: &SqlitePool, filter: &JobFilter) -> Result<Vec<JobRow>, sqlx::Error> {
-    let mut query: QueryBuilder<Sqlite> = QueryBuilder::new(
-        "SELECT id, route, handler, event_type, conversation, state, attempts, max_attempts, run_at,
-                last_error, event_ids, created_at, finished_at, replay
-         FROM jobs WHERE 1 = 1",
-    );
+    let mut query: QueryBuilder<Sqlite> =
+        QueryBuilder::new(format!("SELECT {JOB_ROW_COLUMNS} FROM jobs WHERE 1 = 1"));
     if let Some(state) = &filter.state {
         query.push(" AND state = ").push_bind(state);
     }
@@ -473,25 +477,20 @@ pub async fn list(pool: &SqlitePool, filter: &JobFilter) -> Result<Vec<JobRow>, 
 }
 
 pub async fn get(pool: &SqlitePool, id: i64) -> Result<Option<JobRow>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT id, route, handler, event_type, conversation, state, attempts, max_attempts, run_at,
-                last_error, event_ids, created_at, finished_at, replay
-         FROM jobs WHERE id = ?",
-    )
-    .bind(id)
-    .fetch_optional(pool)
-    .await
+    sqlx::query_as(&format!("SELECT {JOB_ROW_COLUMNS} FROM jobs WHERE id = ?"))
+        .bind(id)
+        .fetch_optional(pool)
+        .await
 }
 
 /// The jobs that handle event `event_id`, oldest first (a scan of every job's event list: for
 /// the admin API's one-event view, never for the pipeline).
 pub async fn handling_event(pool: &SqlitePool, event_id: i64) -> Result<Vec<JobRow>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT id, route, handler, event_type, conversation, state, attempts, max_attempts, run_at,
-                last_error, event_ids, created_at, finished_at, replay
-         FROM jobs WHERE id IN (SELECT jobs.id FROM jobs, json_each(jobs.event_ids) AS e WHERE e.value = ?)
-         ORDER BY id",
-    )
+    sqlx::query_as(&format!(
+        "SELECT {JOB_ROW_COLUMNS} FROM jobs
+         WHERE id IN (SELECT jobs.id FROM jobs, json_each(jobs.event_ids) AS e WHERE e.value = ?)
+         ORDER BY id"
+    ))
     .bind(event_id)
     .fetch_all(pool)
     .await
