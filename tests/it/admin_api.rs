@@ -6,14 +6,21 @@ use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::Value;
-use switchboard::kapso_sim::ScriptedResponse;
 
 use crate::payloads::{message_received, text_at};
-use crate::pipeline::{pipeline_config, settled_jobs, sim};
+use crate::pipeline::{pipeline_config, refuse_next_send, settled_jobs, sim, LATE_ROUTE};
 use crate::test_app::TestApp;
 
 const TOKEN: &str = "adm_4f1c2b9e7d6a5f3c8b0e1d2a";
 const WAIT: Duration = Duration::from_secs(15);
+
+/// A route that acknowledges every message.
+const ACK_ROUTE: &str = r#"
+[[routes]]
+name = "ack"
+on = "whatsapp.message.received"
+handler = { kind = "reply", text = "got it" }
+"#;
 
 fn admin_config(rest: &str) -> String {
     format!("\n[admin]\ntoken = \"{TOKEN}\"\n{rest}")
@@ -119,23 +126,8 @@ async fn events_are_found_by_text_and_paged_newest_first() {
 #[tokio::test]
 async fn a_dead_job_is_seen_with_its_event_and_retried_until_the_reply_is_sent() {
     let sim = sim().await;
-    sim.script(ScriptedResponse::graph_error(
-        400,
-        131047,
-        "Re-engagement message",
-    ));
-    let app = TestApp::spawn_with(&pipeline_config(
-        &sim,
-        &admin_config(
-            r#"
-[[routes]]
-name = "late"
-on = "whatsapp.message.received"
-handler = { kind = "reply", text = "sorry for the wait" }
-"#,
-        ),
-    ))
-    .await;
+    refuse_next_send(&sim);
+    let app = TestApp::spawn_with(&pipeline_config(&sim, &admin_config(LATE_ROUTE))).await;
     let body = text_at(
         "wamid.LATE",
         "conv-late",
@@ -250,18 +242,7 @@ async fn the_real_binary_never_logs_the_admin_token() {
 #[tokio::test]
 async fn a_conversation_shows_the_customers_message_our_reply_its_status_and_the_window() {
     let sim = sim().await;
-    let app = TestApp::spawn_with(&pipeline_config(
-        &sim,
-        &admin_config(
-            r#"
-[[routes]]
-name = "ack"
-on = "whatsapp.message.received"
-handler = { kind = "reply", text = "got it" }
-"#,
-        ),
-    ))
-    .await;
+    let app = TestApp::spawn_with(&pipeline_config(&sim, &admin_config(ACK_ROUTE))).await;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -312,18 +293,7 @@ handler = { kind = "reply", text = "got it" }
 #[tokio::test]
 async fn a_replay_skips_routes_that_answered_unless_forced_and_is_recorded() {
     let sim = sim().await;
-    let app = TestApp::spawn_with(&pipeline_config(
-        &sim,
-        &admin_config(
-            r#"
-[[routes]]
-name = "ack"
-on = "whatsapp.message.received"
-handler = { kind = "reply", text = "got it" }
-"#,
-        ),
-    ))
-    .await;
+    let app = TestApp::spawn_with(&pipeline_config(&sim, &admin_config(ACK_ROUTE))).await;
     let body = message_received("wamid.R1", "conv-r", "hello");
     assert_eq!(app.deliver("whatsapp.message.received", &body).await, 200);
     sim.wait_for_sends(1, WAIT).await;
@@ -371,16 +341,7 @@ handler = { kind = "reply", text = "got it" }
 #[tokio::test]
 async fn the_cli_replays_through_the_same_operation_and_the_running_server_runs_the_job() {
     let sim = sim().await;
-    let app = TestApp::spawn_with(&pipeline_config(
-        &sim,
-        r#"
-[[routes]]
-name = "ack"
-on = "whatsapp.message.received"
-handler = { kind = "reply", text = "got it" }
-"#,
-    ))
-    .await;
+    let app = TestApp::spawn_with(&pipeline_config(&sim, ACK_ROUTE)).await;
     let body = message_received("wamid.C1", "conv-c", "hello");
     assert_eq!(app.deliver("whatsapp.message.received", &body).await, 200);
     sim.wait_for_sends(1, WAIT).await;

@@ -5,10 +5,9 @@
 use std::time::Duration;
 
 use reqwest::redirect::Policy;
-use switchboard::kapso_sim::ScriptedResponse;
 
 use crate::payloads::text_at;
-use crate::pipeline::{pipeline_config, settled_jobs, sim};
+use crate::pipeline::{pipeline_config, refuse_next_send, settled_jobs, sim, LATE_ROUTE};
 use crate::test_app::TestApp;
 
 const TOKEN: &str = "adm_4f1c2b9e7d6a5f3c8b0e1d2a";
@@ -92,16 +91,10 @@ async fn the_console_is_off_without_a_token_and_asks_to_sign_in_with_one() {
 #[tokio::test]
 async fn stored_markup_is_shown_as_text_and_a_dead_job_is_retried_with_the_form_token() {
     let sim = sim().await;
-    sim.script(ScriptedResponse::graph_error(
-        400,
-        131047,
-        "Re-engagement message",
-    ));
+    refuse_next_send(&sim);
     let app = TestApp::spawn_with(&pipeline_config(
         &sim,
-        &format!(
-            "\n[admin]\ntoken = \"{TOKEN}\"\n\n[[routes]]\nname = \"late\"\non = \"whatsapp.message.received\"\nhandler = {{ kind = \"reply\", text = \"sorry for the wait\" }}\n"
-        ),
+        &format!("\n[admin]\ntoken = \"{TOKEN}\"\n{LATE_ROUTE}"),
     ))
     .await;
     let xss = "<script>alert(1)</script><img src=x onerror=alert(2)>";

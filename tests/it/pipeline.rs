@@ -24,6 +24,24 @@ pub(crate) async fn sim() -> SimulatedKapso {
     .unwrap()
 }
 
+/// A route that answers every message; with [`refuse_next_send`], its first job dies.
+pub(crate) const LATE_ROUTE: &str = r#"
+[[routes]]
+name = "late"
+on = "whatsapp.message.received"
+handler = { kind = "reply", text = "sorry for the wait" }
+"#;
+
+/// Kapso refuses the next send as outside the 24-hour window (131047): never retried, so its
+/// job is dead.
+pub(crate) fn refuse_next_send(sim: &SimulatedKapso) {
+    sim.script(ScriptedResponse::graph_error(
+        400,
+        131047,
+        "Re-engagement message",
+    ));
+}
+
 /// Kapso pointed at the simulator, fast retries, sends not held back by pacing, buffering off
 /// unless a route turns it on.
 pub(crate) fn pipeline_config(sim: &SimulatedKapso, routes: &str) -> String {
@@ -500,21 +518,8 @@ async fn proxy_500_then_200_retries_after_the_backoff_and_sends_once() {
 #[tokio::test]
 async fn non_retryable_error_dead_letters_without_retrying_and_can_be_replayed() {
     let sim = sim().await;
-    sim.script(ScriptedResponse::graph_error(
-        400,
-        131047,
-        "Re-engagement message",
-    ));
-    let app = TestApp::spawn_with(&pipeline_config(
-        &sim,
-        r#"
-[[routes]]
-name = "late"
-on = "whatsapp.message.received"
-handler = { kind = "reply", text = "sorry for the wait" }
-"#,
-    ))
-    .await;
+    refuse_next_send(&sim);
+    let app = TestApp::spawn_with(&pipeline_config(&sim, LATE_ROUTE)).await;
     assert_eq!(
         app.deliver(
             RECEIVED,
