@@ -132,19 +132,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-if [ "${NO_BUILD:-0}" != 1 ]; then
-  log "building release binaries"
-  timeout 900 cargo build --release --bins
-fi
-
-if curl -s -o /dev/null --max-time 2 "$BASE/healthz"; then
-  log "something already answers on $BENCH_LISTEN: stop it or set BENCH_LISTEN"
-  exit 2
-fi
-
-mkdir -p "$BENCH_TMPDIR"
-WORKDIR="$(mktemp -d "$BENCH_TMPDIR/run.XXXXXX")"
-WORKDIR="$(cd "$WORKDIR" && pwd)"
+prepare_run
 DB="$WORKDIR/switchboard.db"
 FS_TYPE="$(df --output=fstype "$WORKDIR" 2>/dev/null | tail -n1 || echo unknown)"
 

@@ -1,6 +1,24 @@
-# Shared by scripts/bench.sh and scripts/soak.sh (sourced, not run): stopping the server they
-# started, and waiting for it to be ready. Each script defines `log` and sets SERVER_PID,
-# WORKDIR (holding server.log) and BASE (http://host:port) before calling these.
+# Shared by scripts/bench.sh and scripts/soak.sh (sourced, not run): building and a fresh run
+# directory, stopping the server they started, and waiting for it to be ready. Each script
+# defines `log` and sets BASE (http://host:port), BENCH_LISTEN and BENCH_TMPDIR, and SERVER_PID
+# and WORKDIR (holding server.log) once it has started the server.
+
+# prepare_run: builds the release binaries (unless NO_BUILD=1), refuses to run when something
+# already answers on BENCH_LISTEN, and sets WORKDIR to a fresh absolute directory under
+# BENCH_TMPDIR.
+prepare_run() {
+  if [ "${NO_BUILD:-0}" != 1 ]; then
+    log "building release binaries"
+    timeout 900 cargo build --release --bins
+  fi
+  if curl -s -o /dev/null --max-time 2 "$BASE/healthz"; then
+    log "something already answers on $BENCH_LISTEN: stop it or set BENCH_LISTEN"
+    exit 2
+  fi
+  mkdir -p "$BENCH_TMPDIR"
+  WORKDIR="$(mktemp -d "$BENCH_TMPDIR/run.XXXXXX")"
+  WORKDIR="$(cd "$WORKDIR" && pwd)"
+}
 
 # stop_server: SIGTERM, wait for the graceful shutdown (bounded), then SIGKILL. Sets SERVER_RC.
 stop_server() {
