@@ -16,9 +16,10 @@ pub fn until(at_ms: i64) -> Duration {
 }
 
 /// Where the pipeline reads the time.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub enum Clock {
     /// The system clock.
+    #[default]
     System,
     /// Tokio's clock, counted from `base_ms` at `base`: under `tokio::time::pause()` it moves
     /// only when the test advances time (or the runtime has nothing else to do).

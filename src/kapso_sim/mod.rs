@@ -84,6 +84,10 @@ pub struct SimConfig {
     /// Meta's per-number throughput limit, enforced on messages (not read receipts): over it a
     /// send is refused with 130429. `None`: unlimited.
     pub send_limit: Option<SendLimit>,
+    /// Kapso's clock: when it stores history and webhooks. Tests pass a manual clock to put
+    /// Kapso's messages at chosen times (its webhook sender's retry waits have their own,
+    /// [`DeliveryOptions::clock`]).
+    pub clock: crate::clock::Clock,
 }
 
 impl Default for SimConfig {
@@ -98,6 +102,7 @@ impl Default for SimConfig {
             delivery: DeliveryOptions::default(),
             webhook_shape: WebhookShape::default(),
             send_limit: None,
+            clock: crate::clock::Clock::System,
         }
     }
 }

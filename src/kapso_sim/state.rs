@@ -43,6 +43,8 @@ pub(crate) struct Records {
     /// Numbers of the messages refused for going over `send_limit`, in order.
     pub throttled: Vec<String>,
     pub buckets: super::throughput::Buckets,
+    /// Where Kapso reads the time: `SimConfig::clock`.
+    pub clock: crate::clock::Clock,
     next_seq: u64,
     last_millis: i128,
 }
@@ -55,7 +57,7 @@ impl Records {
 
     /// Now in Unix ms, strictly increasing (shared with [`Records::now_iso`]).
     pub fn now_ms(&mut self) -> i128 {
-        let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
+        let now = i128::from(self.clock.now_ms());
         let millis = now.max(self.last_millis + 1);
         self.last_millis = millis;
         millis
@@ -63,7 +65,7 @@ impl Records {
 
     /// Now as `2026-01-02T03:04:05.678Z`, strictly increasing so `updated_at` always moves.
     pub fn now_iso(&mut self) -> String {
-        let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
+        let now = i128::from(self.clock.now_ms());
         let millis = now.max(self.last_millis + 1);
         self.last_millis = millis;
         iso_millis(millis)
@@ -156,6 +158,10 @@ impl SimState {
         phone_numbers: Vec<Value>,
         token: CancellationToken,
     ) -> Self {
+        let records = Records {
+            clock: config.clock.clone(),
+            ..Records::default()
+        };
         SimState {
             config,
             base_url,
@@ -165,7 +171,7 @@ impl SimState {
                 .build()
                 .unwrap_or_default(),
             token,
-            records: Mutex::new(Records::default()),
+            records: Mutex::new(records),
             changed: watch::channel(0).0,
             tasks: Mutex::new(JoinSet::new()),
         }

@@ -3,11 +3,13 @@
 //! `backfilled`, the webhook's dedupe key), routes each once, and a late webhook for one of them
 //! is a duplicate. Real SQLite file, real HTTP on loopback, the simulated Kapso.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
 use switchboard::catch_up::{run_standalone, RunOptions};
-use switchboard::kapso_sim::deliver::{DeliveryOptions, DeliveryTarget};
+use switchboard::clock::{Clock, ManualTime};
+use switchboard::kapso_sim::deliver::{DeliveryOptions, DeliveryTarget, RetryHook};
 use switchboard::kapso_sim::samples::{self, SampleContext};
 use switchboard::kapso_sim::SimulatedKapso;
 use switchboard::Config;
@@ -41,22 +43,39 @@ fn context(ago_s: i64) -> SampleContext {
     }
 }
 
-/// Kapso tries to deliver each message while switchboard is down, retries, and gives up.
-async fn missed_while_down(sim: &SimulatedKapso, messages: &[(&str, &str)], ctx: &SampleContext) {
+/// Kapso tries to deliver each message while switchboard is down, retries on its own schedule
+/// (10 s, 40 s, 90 s after the first attempt), and gives up. The schedule is played on a manual
+/// clock that each retry moves on by its wait, so nothing waits for real. Returns how much of
+/// Kapso's time each delivery took from its first attempt to giving up.
+async fn missed_while_down(
+    sim: &SimulatedKapso,
+    messages: &[(&str, &str)],
+    ctx: &SampleContext,
+) -> Vec<Duration> {
     let down = DeliveryTarget::new("http://127.0.0.1:9/webhooks/line", LINE_SECRET);
+    let kapso_time = ManualTime::starting_at(switchboard::clock::now_ms());
     let retries = DeliveryOptions {
-        retry_delays: vec![Duration::from_millis(5), Duration::from_millis(5)],
-        retry_unreachable: true,
+        clock: Clock::Manual(kapso_time.clone()),
+        on_retry: Some(RetryHook(Arc::new({
+            let kapso_time = kapso_time.clone();
+            move |_, _, wait| kapso_time.advance(wait)
+        }))),
         ..DeliveryOptions::default()
     };
+    let mut spans = Vec::new();
     for (wamid, text) in messages {
+        let started = kapso_time.now_ms();
         let payload = samples::text_received(ctx, wamid, text);
         let report = sim
             .deliver(&down, RECEIVED, vec![payload], &retries)
             .await
             .unwrap();
         assert!(!report.succeeded(), "the server is down");
+        assert!(report.attempts.iter().all(|a| a.unreachable), "{report:?}");
+        let span = kapso_time.now_ms() - started;
+        spans.push(Duration::from_millis(u64::try_from(span).unwrap()));
     }
+    spans
 }
 
 async fn backfilled(app: &TestApp) -> Vec<(String, Option<String>)> {
@@ -94,7 +113,12 @@ async fn messages_kapso_gave_up_on_are_caught_up_on_start_and_answered_once() {
         ("wamid.MISSED2", "hello??"),
         ("wamid.MISSED3", "anyone there"),
     ];
-    missed_while_down(&sim, &missed, &ctx).await;
+    // Kapso tried each message four times over 140 s of its time, then gave up: the server was
+    // down for longer than Kapso's whole retry window.
+    let spans = missed_while_down(&sim, &missed, &ctx).await;
+    assert_eq!(spans, vec![Duration::from_secs(140); 3]);
+    let attempts: Vec<usize> = sim.deliveries().iter().map(|d| d.attempts.len()).collect();
+    assert_eq!(attempts, vec![4; 3], "one attempt and three retries each");
 
     let app = TestApp::spawn_with(&line_config(&sim, ECHO, "")).await;
     let status = catch_up_done(&app).await;
