@@ -8,6 +8,7 @@
 
 pub mod payload;
 pub mod serve;
+pub mod silence;
 mod standalone;
 pub mod store;
 
@@ -84,6 +85,9 @@ pub struct NumberReport {
     pub skipped: usize,
     /// `None` when the run read to the end; else why it stopped.
     pub error: Option<String>,
+    /// Set when the run stored messages for a webhook that has been silent for
+    /// `catch_up.silence_warning`: what is likely wrong.
+    pub delivery_problem: Option<String>,
 }
 
 /// What one run found, number by number.
@@ -97,6 +101,15 @@ impl RunReport {
     /// Events stored (or, dry, that would be) over all numbers.
     pub fn new_events(&self) -> usize {
         self.numbers.iter().map(|n| n.new).sum()
+    }
+
+    /// The webhooks the run found a likely delivery problem for.
+    pub fn silent_webhooks(&self) -> Vec<String> {
+        self.numbers
+            .iter()
+            .filter(|n| n.delivery_problem.is_some())
+            .map(|n| n.webhook.clone())
+            .collect()
     }
 
     /// `ok`, or `failed` when any number's run stopped early.
@@ -165,16 +178,48 @@ impl CatchUp {
                 number.error = Some(text);
             }
             if number.new > 0 && !options.dry_run {
-                tracing::warn!(
-                    webhook = %number.webhook,
-                    phone_number_id = %number.phone_number_id,
-                    found = number.new,
-                    "catch-up stored messages no webhook delivered: a likely delivery problem (an outage, or Kapso paused or cannot reach the webhook)"
-                );
+                self.look_for_a_delivery_problem(&mut number).await;
             }
             report.numbers.push(number);
         }
         report
+    }
+
+    /// Stored messages no webhook delivered: a short outage (Kapso gave up retrying while the
+    /// server was down) when the webhook has delivered since, else a likely delivery problem,
+    /// logged as a warning and kept in the report.
+    async fn look_for_a_delivery_problem(&self, number: &mut NumberReport) {
+        let last = match silence::last_deliveries(&self.pool, &[number.webhook.as_str()]).await {
+            Ok(mut last) => last.pop(),
+            Err(err) => {
+                tracing::warn!(error = %err, "reading the webhook's last delivery failed");
+                None
+            }
+        };
+        let threshold = self
+            .config
+            .catch_up
+            .silence_warning
+            .0
+            .unwrap_or(std::time::Duration::from_secs(600));
+        let problem = last.and_then(|last| {
+            silence::delivery_problem(&last, number.new, self.clock.now_ms(), threshold)
+        });
+        match &problem {
+            Some(warning) => tracing::warn!(
+                webhook = %number.webhook,
+                phone_number_id = %number.phone_number_id,
+                found = number.new,
+                "{warning}"
+            ),
+            None => tracing::info!(
+                webhook = %number.webhook,
+                phone_number_id = %number.phone_number_id,
+                found = number.new,
+                "catch-up stored messages no webhook delivered (the webhook delivers again: Kapso gave up retrying during an outage)"
+            ),
+        }
+        number.delivery_problem = problem;
     }
 
     async fn run_number(

@@ -24,6 +24,9 @@ pub struct CatchUpStatus {
     pub last_run_at: Option<String>,
     /// Events the last run stored.
     pub found: usize,
+    /// Webhooks the last run found silent for `catch_up.silence_warning` while Kapso held
+    /// messages for them: a likely delivery problem (see the log).
+    pub silent_webhooks: Vec<String>,
 }
 
 impl CatchUpStatus {
@@ -53,6 +56,7 @@ pub struct CatchUpMetrics {
     pub runs: Family<ResultLabels, Counter>,
     pub events: Counter,
     pub last_run: Gauge,
+    pub silent_webhooks: Gauge,
 }
 
 impl CatchUpMetrics {
@@ -72,6 +76,11 @@ impl CatchUpMetrics {
             "catch_up_last_run_timestamp_seconds",
             "When the last catch-up run ended (Unix seconds)",
             metrics.last_run.clone(),
+        );
+        registry.register(
+            "catch_up_silent_webhooks",
+            "Webhooks the last catch-up run found silent for catch_up.silence_warning while Kapso held messages for them (a likely delivery problem)",
+            metrics.silent_webhooks.clone(),
         );
         metrics
     }
@@ -101,6 +110,10 @@ pub async fn run_periodically(
             .inc();
         metrics.events.inc_by(u64::try_from(found).unwrap_or(0));
         metrics.last_run.set(now_ms / 1000);
+        let silent_webhooks = report.silent_webhooks();
+        metrics
+            .silent_webhooks
+            .set(i64::try_from(silent_webhooks.len()).unwrap_or(i64::MAX));
         tracing::info!(
             result = report.result(),
             found,
@@ -111,6 +124,7 @@ pub async fn run_periodically(
             state: report.result().to_owned(),
             last_run_at: crate::window::format_rfc3339(now_ms),
             found,
+            silent_webhooks,
         });
         let Some(every) = interval else { return };
         tokio::select! {

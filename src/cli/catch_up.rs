@@ -77,6 +77,13 @@ pub async fn catch_up(config: &crate::config::Config, args: CatchUpArgs) -> anyh
             ],
             rows,
         );
+        for warning in report
+            .numbers
+            .iter()
+            .filter_map(|n| n.delivery_problem.as_ref())
+        {
+            println!("warning: {warning}");
+        }
     }
     if report.result() != "ok" {
         bail!("catch-up did not read every number's history to the end (see RESULT)");

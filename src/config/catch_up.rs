@@ -25,6 +25,9 @@ pub struct CatchUpConfig {
     /// A backfilled message older than this (by its own timestamp) is stored and routed, but
     /// its send handlers do not send.
     pub reply_max_age: Age,
+    /// A run that recovers messages for a webhook silent this long logs a likely delivery
+    /// problem (Kapso paused it, cannot reach it, or its signature is refused).
+    pub silence_warning: Age,
 }
 
 impl Default for CatchUpConfig {
@@ -35,6 +38,7 @@ impl Default for CatchUpConfig {
             overlap: minutes(10),
             first_lookback: minutes(60),
             reply_max_age: minutes(60),
+            silence_warning: minutes(10),
         }
     }
 }
@@ -75,6 +79,13 @@ impl CatchUpConfig {
                 "1h",
                 Duration::from_secs(60),
                 30 * day,
+            ),
+            (
+                "silence_warning",
+                self.silence_warning,
+                "10m",
+                Duration::from_secs(60),
+                day,
             ),
         ];
         for (key, age, default, min, max) in required {
@@ -127,6 +138,7 @@ mod tests {
         assert_eq!(config.catch_up.interval, Age(None));
         assert_eq!(config.catch_up.overlap_ms(), 300_000);
         assert_eq!(age_ms(config.catch_up.first_lookback), 7_200_000);
+        assert_eq!(config.catch_up.silence_warning, minutes(10));
     }
 
     #[test]

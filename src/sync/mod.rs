@@ -11,7 +11,6 @@
 pub mod apply;
 pub mod plan;
 pub mod report;
-pub mod silence;
 pub mod startup;
 
 use std::collections::{HashMap, HashSet};

@@ -124,6 +124,12 @@ async fn messages_kapso_gave_up_on_are_caught_up_on_start_and_answered_once() {
     let status = catch_up_done(&app).await;
     assert_eq!(status["state"], "ok", "{status}");
     assert_eq!(status["found"], 3, "{status}");
+    // The webhook never delivered anything while Kapso held messages for it.
+    assert_eq!(
+        status["silent_webhooks"],
+        serde_json::json!(["line"]),
+        "{status}"
+    );
     let jobs = settled_jobs(&app, 3).await;
     assert!(jobs.iter().all(|j| j.1 == "done"), "{jobs:?}");
     let mut replies: Vec<String> = sim
@@ -160,6 +166,10 @@ async fn messages_kapso_gave_up_on_are_caught_up_on_start_and_answered_once() {
         "{metrics}"
     );
     assert!(metrics.contains("switchboard_catch_up_last_run_timestamp_seconds"));
+    assert!(
+        metrics.contains("switchboard_catch_up_silent_webhooks 1"),
+        "{metrics}"
+    );
 
     // Running it again (by hand, the server stopped) stores nothing twice.
     let mut app = app;
@@ -457,4 +467,54 @@ async fn catch_up_runs_again_every_interval_while_serving() {
         metrics.contains("switchboard_catch_up_runs_total{result=\"ok\"} 2"),
         "{metrics}"
     );
+}
+
+#[tokio::test]
+async fn a_webhook_silent_while_catch_up_keeps_finding_messages_is_a_likely_delivery_problem() {
+    let sim = sim().await;
+    let app = TestApp::spawn_with(&line_config(&sim, "", "[catch_up]\non_startup = false\n")).await;
+    // The webhook works: one live delivery.
+    let live = samples::text_received(&context(1), "wamid.LIVE", "hi");
+    let answer = app
+        .deliver_signed(
+            "line",
+            LINE_SECRET,
+            RECEIVED,
+            &serde_json::to_vec(&live).unwrap(),
+        )
+        .await;
+    assert_eq!(answer.status(), 200);
+    let mut app = app;
+    app.stop().await;
+    let config = Config::load(&app.config_path()).unwrap();
+
+    // A short outage: Kapso gave up on one message, but the webhook delivered a moment ago.
+    missed_while_down(&sim, &[("wamid.SHORT", "still there?")], &context(1)).await;
+    let short = run_standalone(&config, RunOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(short.numbers[0].new, 1);
+    assert_eq!(short.numbers[0].delivery_problem, None, "{short:?}");
+
+    // The webhook has delivered nothing for half an hour, yet Kapso holds new messages for it.
+    let pool = app.db().await;
+    sqlx::query("UPDATE deliveries SET received_at = received_at - 30 * 60 * 1000")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    missed_while_down(&sim, &[("wamid.SILENT", "hello?")], &context(1)).await;
+    let silent = run_standalone(&config, RunOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(silent.numbers[0].new, 1);
+    let problem = silent.numbers[0]
+        .delivery_problem
+        .clone()
+        .expect("a delivery problem");
+    assert!(
+        problem.contains("webhook `line` has delivered nothing for 30 minutes"),
+        "{problem}"
+    );
+    assert_eq!(silent.silent_webhooks(), vec!["line".to_owned()]);
 }
