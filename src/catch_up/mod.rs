@@ -44,11 +44,23 @@ pub enum CatchUpError {
 }
 
 /// A number whose history is read: the first number-scoped webhook (Kapso kind, subscribed to
-/// received messages) configured for it.
+/// received messages) configured for it, and the status events (`whatsapp.message.sent`, ...)
+/// the number's webhooks subscribe to, with the first webhook that takes them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
     pub webhook: String,
     pub phone_number_id: String,
+    /// Where recovered status events are filed, and which; `None` when no webhook of the
+    /// number subscribes to a status event.
+    pub statuses: Option<StatusTarget>,
+}
+
+/// The status events catch-up recovers for a number's outbound messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusTarget {
+    pub webhook: String,
+    /// The subscribed status event types, e.g. `whatsapp.message.delivered`.
+    pub event_types: Vec<String>,
 }
 
 /// The numbers catch-up reads, once each, in config order.
@@ -62,10 +74,38 @@ pub fn targets(config: &Config) -> Vec<Target> {
             let number = w.phone_number_id.clone()?;
             seen.insert(number.clone()).then(|| Target {
                 webhook: w.name.clone(),
+                statuses: config
+                    .catch_up
+                    .statuses
+                    .then(|| status_target(config, &number))
+                    .flatten(),
                 phone_number_id: number,
             })
         })
         .collect()
+}
+
+/// The first webhook of `phone_number_id` subscribed to a status event, with those events.
+fn status_target(config: &Config, phone_number_id: &str) -> Option<StatusTarget> {
+    config
+        .webhooks
+        .iter()
+        .filter(|w| w.phone_number_id.as_deref() == Some(phone_number_id))
+        .find_map(|w| {
+            let event_types: Vec<String> = w
+                .effective_events()
+                .into_iter()
+                .filter(|e| {
+                    payload::STATUSES
+                        .iter()
+                        .any(|s| payload::status_event_type(s).as_deref() == Some(e.as_str()))
+                })
+                .collect();
+            (!event_types.is_empty()).then(|| StatusTarget {
+                webhook: w.name.clone(),
+                event_types,
+            })
+        })
 }
 
 /// What one run found for one number.
@@ -78,8 +118,10 @@ pub struct NumberReport {
     pub pages: usize,
     /// Inbound messages listed.
     pub seen: usize,
-    /// Stored by this run (with `--dry-run`: would be).
+    /// Messages stored by this run (with `--dry-run`: would be).
     pub new: usize,
+    /// Status events of outbound messages stored by this run (with `--dry-run`: would be).
+    pub new_statuses: usize,
     pub already_stored: usize,
     /// Items without a wamid, or not inbound: not stored.
     pub skipped: usize,
@@ -100,7 +142,7 @@ pub struct RunReport {
 impl RunReport {
     /// Events stored (or, dry, that would be) over all numbers.
     pub fn new_events(&self) -> usize {
-        self.numbers.iter().map(|n| n.new).sum()
+        self.numbers.iter().map(|n| n.new + n.new_statuses).sum()
     }
 
     /// The webhooks the run found a likely delivery problem for.
@@ -243,11 +285,54 @@ impl CatchUp {
         };
         report.since = crate::window::format_rfc3339(since_ms).unwrap_or_default();
         let mut newest = base;
+        let messages = Pass {
+            direction: "inbound",
+            webhook: &target.webhook,
+            to_event: &|item, index| payload::backfilled_event(pnid, item, index),
+        };
+        self.read_to_the_end(pnid, &messages, options.dry_run, &mut newest, report)
+            .await?;
+        if let Some(statuses) = &target.statuses {
+            let subscribed = |event: &Event| statuses.event_types.contains(&event.event_type);
+            let outbound = Pass {
+                direction: "outbound",
+                webhook: &statuses.webhook,
+                to_event: &|item, index| {
+                    payload::backfilled_status(pnid, item, index).filter(subscribed)
+                },
+            };
+            self.read_to_the_end(pnid, &outbound, options.dry_run, &mut newest, report)
+                .await?;
+        }
+        if !options.dry_run {
+            store::record_run(
+                &self.pool,
+                pnid,
+                Some(newest),
+                now,
+                "ok",
+                i64::try_from(report.new + report.new_statuses).unwrap_or(i64::MAX),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Reads one direction of a number's history from `report.since` to the end, storing each
+    /// page's events; `newest` rises to the newest message timestamp seen.
+    async fn read_to_the_end(
+        &self,
+        pnid: &str,
+        pass: &Pass<'_>,
+        dry_run: bool,
+        newest: &mut i64,
+        report: &mut NumberReport,
+    ) -> Result<(), CatchUpError> {
         let mut in_run: HashSet<String> = HashSet::new();
         let mut after = None;
         loop {
             let query = MessageQuery {
-                direction: Some("inbound".to_owned()),
+                direction: Some(pass.direction.to_owned()),
                 since: Some(report.since.clone()),
                 limit: MAX_PAGE,
                 after: after.take(),
@@ -258,13 +343,16 @@ impl CatchUp {
             report.seen += page.messages.len();
             let mut events: Vec<Event> = Vec::new();
             for (index, item) in page.messages.iter().enumerate() {
-                let Some(mut event) = payload::backfilled_event(pnid, item, index) else {
+                if let Some(at) = item
+                    .get("timestamp")
+                    .and_then(crate::event::as_unix_seconds)
+                {
+                    *newest = (*newest).max(at.saturating_mul(1000));
+                }
+                let Some(mut event) = (pass.to_event)(item, index) else {
                     report.skipped += 1;
                     continue;
                 };
-                if let Some(at) = event.occurred_at {
-                    newest = newest.max(at.saturating_mul(1000));
-                }
                 if !in_run.insert(event.dedupe_key.as_str().to_owned()) {
                     report.already_stored += 1;
                     continue;
@@ -272,54 +360,48 @@ impl CatchUp {
                 event.awaits_routing = self.routes.may_match(&event.event_type);
                 events.push(event);
             }
-            self.store_page(target, events, options.dry_run, report)
+            let stored = self
+                .store_page(pass.webhook, events, dry_run, report)
                 .await?;
+            match pass.direction {
+                "inbound" => report.new += stored,
+                _ => report.new_statuses += stored,
+            }
             match page.next {
                 Some(cursor) => after = Some(cursor),
-                None => break,
+                None => return Ok(()),
             }
         }
-        if !options.dry_run {
-            store::record_run(
-                &self.pool,
-                pnid,
-                Some(newest),
-                now,
-                "ok",
-                i64::try_from(report.new).unwrap_or(i64::MAX),
-            )
-            .await?;
-        }
-        Ok(())
     }
 
-    /// Stores a page's events as one delivery of the target's webhook (or, dry, counts those
-    /// the inbox does not hold).
+    /// Stores a page's events as one delivery of `webhook` (or, dry, counts those the inbox
+    /// does not hold); returns how many are (or would be) new.
     async fn store_page(
         &self,
-        target: &Target,
+        webhook: &str,
         events: Vec<Event>,
         dry_run: bool,
         report: &mut NumberReport,
-    ) -> Result<(), CatchUpError> {
+    ) -> Result<usize, CatchUpError> {
         if events.is_empty() {
-            return Ok(());
+            return Ok(0);
         }
         if dry_run {
+            let mut new = 0;
             for event in &events {
                 if store::is_stored(&self.pool, &event.event_type, event.dedupe_key.as_str())
                     .await?
                 {
                     report.already_stored += 1;
                 } else {
-                    report.new += 1;
+                    new += 1;
                 }
             }
-            return Ok(());
+            return Ok(new);
         }
         let body_bytes = events.iter().map(|e| e.stored_payload().len()).sum();
         let delivery = NewDelivery {
-            webhook: target.webhook.clone(),
+            webhook: webhook.to_owned(),
             received_at_ms: crate::clock::now_ms(),
             body_bytes,
             idempotency_key: None,
@@ -330,8 +412,15 @@ impl CatchUp {
             quarantine: Vec::new(),
         };
         let outcome = self.inbox.accept(delivery).await?;
-        report.new += outcome.stored;
         report.already_stored += outcome.duplicates;
-        Ok(())
+        Ok(outcome.stored)
     }
+}
+
+/// One direction of a number's history: what to ask for, where to file it, and how an item
+/// becomes an event (`None`: skipped).
+struct Pass<'a> {
+    direction: &'static str,
+    webhook: &'a str,
+    to_event: &'a (dyn Fn(&serde_json::Value, usize) -> Option<Event> + Sync),
 }

@@ -66,6 +66,7 @@ pub async fn catch_up(config: &crate::config::Config, args: CatchUpArgs) -> anyh
                     n.pages.to_string(),
                     n.seen.to_string(),
                     n.new.to_string(),
+                    n.new_statuses.to_string(),
                     n.already_stored.to_string(),
                     n.error.clone().unwrap_or_else(|| "ok".to_owned()),
                 ]
@@ -73,7 +74,7 @@ pub async fn catch_up(config: &crate::config::Config, args: CatchUpArgs) -> anyh
             .collect();
         print_table(
             &[
-                "NUMBER", "WEBHOOK", "SINCE", "PAGES", "SEEN", new, "ALREADY", "RESULT",
+                "NUMBER", "WEBHOOK", "SINCE", "PAGES", "SEEN", new, "STATUSES", "ALREADY", "RESULT",
             ],
             rows,
         );

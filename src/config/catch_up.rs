@@ -28,6 +28,9 @@ pub struct CatchUpConfig {
     /// A run that recovers messages for a webhook silent this long logs a likely delivery
     /// problem (Kapso paused it, cannot reach it, or its signature is refused).
     pub silence_warning: Age,
+    /// Also read each number's outbound messages and store the status events (`delivered`,
+    /// `read`, ...) its webhooks subscribe to and never received.
+    pub statuses: bool,
 }
 
 impl Default for CatchUpConfig {
@@ -39,6 +42,7 @@ impl Default for CatchUpConfig {
             first_lookback: minutes(60),
             reply_max_age: minutes(60),
             silence_warning: minutes(10),
+            statuses: true,
         }
     }
 }

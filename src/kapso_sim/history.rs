@@ -74,6 +74,51 @@ pub(crate) fn inbound_entry(
     })
 }
 
+/// Moves the outbound message a status event names (`message.id`) to the event's status, as
+/// Kapso's list shows a message's newest status: forward only (`sent` < `delivered` < `read`),
+/// and `failed` from any. False when no outbound message has that id or the event is not a
+/// status.
+pub(crate) fn apply_status(
+    history: &mut [HistoryEntry],
+    event_type: &str,
+    payload: &Value,
+) -> bool {
+    const ORDER: [&str; 3] = ["sent", "delivered", "read"];
+    let Some(status) = event_type.strip_prefix("whatsapp.message.") else {
+        return false;
+    };
+    if status != "failed" && !ORDER.contains(&status) {
+        return false;
+    }
+    let Some(wamid) = payload.pointer("/message/id").and_then(Value::as_str) else {
+        return false;
+    };
+    let Some(entry) = history.iter_mut().find(|e| {
+        e.message.get("id").and_then(Value::as_str) == Some(wamid)
+            && e.message
+                .pointer("/kapso/direction")
+                .and_then(Value::as_str)
+                == Some("outbound")
+    }) else {
+        return false;
+    };
+    let rank = |s: &str| ORDER.iter().position(|o| *o == s);
+    let current = entry
+        .message
+        .pointer("/kapso/status")
+        .and_then(Value::as_str)
+        .unwrap_or("sent");
+    let forward = match (rank(current), rank(status)) {
+        (Some(now), Some(next)) => next > now,
+        (_, None) => current != "failed",
+        (None, Some(_)) => false,
+    };
+    if forward {
+        entry.message["kapso"]["status"] = json!(status);
+    }
+    true
+}
+
 /// A message the proxy accepted, as the history lists it.
 pub(crate) fn outbound_entry(
     phone_number_id: &str,
@@ -242,4 +287,43 @@ fn select_fields(mut message: Value, fields: Option<&str>) -> Value {
         kapso.retain(|key, _| names.contains(&key.as_str()));
     }
     message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_status_event_moves_the_outbound_message_forward_only() {
+        let mut history = vec![outbound_entry(
+            "111",
+            "wamid.O",
+            &json!({"type": "text", "to": "15550001111", "text": {"body": "hi"}}),
+            None,
+            1_000,
+        )];
+        let status = |s: &str| format!("whatsapp.message.{s}");
+        let payload = json!({"message": {"id": "wamid.O"}});
+        let now = |h: &[HistoryEntry]| h[0].message["kapso"]["status"].clone();
+        assert!(apply_status(&mut history, &status("read"), &payload));
+        assert_eq!(now(&history), "read");
+        // A late `delivered` does not move it back; `failed` wins from anywhere.
+        apply_status(&mut history, &status("delivered"), &payload);
+        assert_eq!(now(&history), "read");
+        apply_status(&mut history, &status("failed"), &payload);
+        assert_eq!(now(&history), "failed");
+        apply_status(&mut history, &status("read"), &payload);
+        assert_eq!(now(&history), "failed");
+        // Other ids and other events change nothing.
+        assert!(!apply_status(
+            &mut history,
+            &status("read"),
+            &json!({"message": {"id": "x"}})
+        ));
+        assert!(!apply_status(
+            &mut history,
+            "whatsapp.message.received",
+            &payload
+        ));
+    }
 }

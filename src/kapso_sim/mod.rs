@@ -304,10 +304,7 @@ impl SimulatedKapso {
     pub fn keep_in_history(&self, event_type: &str, payloads: &[Value]) {
         self.state.write(|r| {
             for payload in payloads {
-                let now = r.now_ms();
-                if let Some(entry) = history::inbound_entry(event_type, payload, now) {
-                    r.history.push(entry);
-                }
+                r.keep(event_type, payload);
             }
         });
     }
@@ -324,10 +321,7 @@ impl SimulatedKapso {
         // Kapso keeps the messages it delivers, whether or not the delivery succeeds.
         self.state.write(|r| {
             for payload in &payloads {
-                let now = r.now_ms();
-                if let Some(entry) = history::inbound_entry(event_type, payload, now) {
-                    r.history.push(entry);
-                }
+                r.keep(event_type, payload);
             }
         });
         let report = deliver::deliver(

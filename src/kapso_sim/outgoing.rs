@@ -105,6 +105,13 @@ pub(crate) fn send_status_webhooks(
         timestamp: time::OffsetDateTime::now_utc().unix_timestamp(),
         ..SampleContext::default()
     };
+    // Kapso's history shows the newest status, whoever subscribes to it.
+    state.write(|r| {
+        for status in statuses {
+            let payload = samples::status_update(&ctx, wamid, *status, body, &[]);
+            r.keep(status.event_type(), &payload);
+        }
+    });
     for hook in hooks {
         let subscribed = |event: &str| {
             hook.json

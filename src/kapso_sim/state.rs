@@ -55,6 +55,18 @@ impl Records {
         self.next_seq
     }
 
+    /// Keeps what a webhook event tells of a message in the history, as Kapso has it whether or
+    /// not the delivery succeeds: a received message is added; a status event moves the
+    /// outbound message it names to that status.
+    pub fn keep(&mut self, event_type: &str, payload: &Value) {
+        let now = self.now_ms();
+        if let Some(entry) = super::history::inbound_entry(event_type, payload, now) {
+            self.history.push(entry);
+        } else {
+            super::history::apply_status(&mut self.history, event_type, payload);
+        }
+    }
+
     /// Now in Unix ms, strictly increasing (shared with [`Records::now_iso`]).
     pub fn now_ms(&mut self) -> i128 {
         let now = i128::from(self.clock.now_ms());

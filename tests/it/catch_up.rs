@@ -10,7 +10,7 @@ use serde_json::Value;
 use switchboard::catch_up::{run_standalone, RunOptions};
 use switchboard::clock::{Clock, ManualTime};
 use switchboard::kapso_sim::deliver::{DeliveryOptions, DeliveryTarget, RetryHook};
-use switchboard::kapso_sim::samples::{self, SampleContext};
+use switchboard::kapso_sim::samples::{self, MessageStatus, SampleContext};
 use switchboard::kapso_sim::SimulatedKapso;
 use switchboard::Config;
 
@@ -44,13 +44,27 @@ fn context(ago_s: i64) -> SampleContext {
 }
 
 /// Kapso tries to deliver each message while switchboard is down, retries on its own schedule
-/// (10 s, 40 s, 90 s after the first attempt), and gives up. The schedule is played on a manual
-/// clock that each retry moves on by its wait, so nothing waits for real. Returns how much of
-/// Kapso's time each delivery took from its first attempt to giving up.
+/// (10 s, 40 s, 90 s after the first attempt), and gives up. Returns how much of Kapso's time
+/// each delivery took from its first attempt to giving up.
 async fn missed_while_down(
     sim: &SimulatedKapso,
     messages: &[(&str, &str)],
     ctx: &SampleContext,
+) -> Vec<Duration> {
+    let payloads = messages
+        .iter()
+        .map(|(wamid, text)| samples::text_received(ctx, wamid, text))
+        .collect();
+    missed_deliveries(sim, RECEIVED, payloads).await
+}
+
+/// Kapso tries to deliver each of `payloads` (one delivery each) to the server, which is down,
+/// and gives up after its retries. The schedule is played on a manual clock that each retry
+/// moves on by its wait, so nothing waits for real.
+async fn missed_deliveries(
+    sim: &SimulatedKapso,
+    event_type: &str,
+    payloads: Vec<Value>,
 ) -> Vec<Duration> {
     let down = DeliveryTarget::new("http://127.0.0.1:9/webhooks/line", LINE_SECRET);
     let kapso_time = ManualTime::starting_at(switchboard::clock::now_ms());
@@ -63,11 +77,10 @@ async fn missed_while_down(
         ..DeliveryOptions::default()
     };
     let mut spans = Vec::new();
-    for (wamid, text) in messages {
+    for payload in payloads {
         let started = kapso_time.now_ms();
-        let payload = samples::text_received(ctx, wamid, text);
         let report = sim
-            .deliver(&down, RECEIVED, vec![payload], &retries)
+            .deliver(&down, event_type, vec![payload], &retries)
             .await
             .unwrap();
         assert!(!report.succeeded(), "the server is down");
@@ -207,7 +220,11 @@ async fn catch_up_by_hand_pages_through_thousands_and_dry_run_stores_nothing() {
     .await
     .unwrap();
     assert_eq!(dry.numbers[0].new, 2_500);
-    assert_eq!(dry.numbers[0].pages, 25);
+    assert_eq!(
+        dry.numbers[0].pages,
+        25 + 1,
+        "25 of messages, 1 of outbound statuses"
+    );
     assert_eq!(app.count("events").await, 0, "--dry-run stores nothing");
     assert_eq!(
         app.count("catch_up").await,
@@ -296,7 +313,8 @@ async fn an_old_backfilled_message_is_stored_but_not_answered() {
 }
 
 /// Kapso's own example items (tests/fixtures/kapso-history) are caught up: the inbound ones are
-/// stored with the conversation rebuilt from their `kapso` fields, the outbound one is skipped.
+/// stored with the conversation rebuilt from their `kapso` fields, the outbound one as the
+/// status event of its current status (`sent`).
 #[tokio::test]
 async fn kapsos_example_items_are_caught_up() {
     let mut items = Vec::new();
@@ -310,13 +328,21 @@ async fn kapsos_example_items_are_caught_up() {
         &std::fs::read_to_string("tests/fixtures/kapso-history/last_page.json").unwrap(),
     )
     .unwrap();
-    let page = serde_json::json!({ "data": items, "paging": last["paging"] });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let app = axum::Router::new().fallback(move || {
-        let page = page.clone();
-        async move { axum::Json(page) }
-    });
+    // One page per direction, as Kapso's `direction` filter answers.
+    let app = axum::Router::new().fallback(
+        move |query: axum::extract::Query<std::collections::HashMap<String, String>>| {
+            let direction = query.get("direction").cloned().unwrap_or_default();
+            let data: Vec<Value> = items
+                .iter()
+                .filter(|item| item["kapso"]["direction"] == direction.as_str())
+                .cloned()
+                .collect();
+            let page = serde_json::json!({ "data": data, "paging": last["paging"] });
+            async move { axum::Json(page) }
+        },
+    );
     let _kapso = crate::test_app::serve_until_dropped(listener, app);
 
     let dir = tempfile::tempdir().unwrap();
@@ -334,16 +360,30 @@ async fn kapsos_example_items_are_caught_up() {
     assert_eq!(report.result(), "ok", "{report:?}");
     let number = &report.numbers[0];
     assert_eq!(
-        (number.seen, number.new, number.skipped),
-        (3, 2, 1),
+        (number.seen, number.new, number.new_statuses, number.skipped),
+        (3, 2, 1, 0),
         "{number:?}"
     );
 
     let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
         .await
         .unwrap();
+    let status: (String, String) = sqlx::query_as(
+        "SELECT event_type, dedupe_key FROM events WHERE event_type != 'whatsapp.message.received'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        status,
+        (
+            "whatsapp.message.sent".to_owned(),
+            "msg:wamid.HBgNMTU1NTE0OTU5Nzg1FQIAERgSMDhGRjdBMDEyOTcxQzFFQkFCAA==:sent".to_owned()
+        )
+    );
     let rows: Vec<(String, String, Option<String>, String)> = sqlx::query_as(
-        "SELECT dedupe_key, conversation_id, flags, payload FROM events ORDER BY dedupe_key",
+        "SELECT dedupe_key, conversation_id, flags, payload FROM events
+         WHERE event_type = 'whatsapp.message.received' ORDER BY dedupe_key",
     )
     .fetch_all(&pool)
     .await
@@ -407,7 +447,10 @@ async fn the_catch_up_command_prints_per_number_and_dry_run_stores_nothing() {
     let report: Value = serde_json::from_slice(&dry.stdout).unwrap();
     assert_eq!(report["dry_run"], true);
     assert_eq!(report["numbers"][0]["new"], 3, "{report}");
-    assert_eq!(report["numbers"][0]["pages"], 1);
+    assert_eq!(
+        report["numbers"][0]["pages"], 2,
+        "messages, then outbound statuses"
+    );
     assert_eq!(app.count("events").await, 0);
 
     let run = cli_catch_up(&["--config", path]).await;
@@ -517,4 +560,97 @@ async fn a_webhook_silent_while_catch_up_keeps_finding_messages_is_a_likely_deli
         "{problem}"
     );
     assert_eq!(silent.silent_webhooks(), vec!["line".to_owned()]);
+}
+
+#[tokio::test]
+async fn status_changes_kapso_gave_up_on_are_caught_up_as_the_messages_current_status() {
+    let sim = sim().await;
+    let routes = format!(
+        "{ECHO}\n[[routes]]\nname = \"seen\"\non = \"whatsapp.message.read\"\nhandler = {{ kind = \"log\" }}\n"
+    );
+    let mut app = TestApp::spawn_with(&line_config(&sim, &routes, "")).await;
+    assert_eq!(catch_up_done(&app).await["found"], 0);
+    let ctx = context(1);
+    let live = samples::text_received(&ctx, "wamid.ASK", "where is my order?");
+    let answer = app
+        .deliver_signed(
+            "line",
+            LINE_SECRET,
+            RECEIVED,
+            &serde_json::to_vec(&live).unwrap(),
+        )
+        .await;
+    assert_eq!(answer.status(), 200);
+    settled_jobs(&app, 1).await;
+    let reply = sim.sends().pop().expect("the echo reply");
+    app.stop().await;
+
+    // While the server is down the customer receives and reads the reply; Kapso gives up on
+    // both status webhooks.
+    let statuses = [MessageStatus::Delivered, MessageStatus::Read]
+        .map(|status| samples::status_update(&ctx, &reply.wamid, status, &reply.body, &[]));
+    for (status, payload) in [MessageStatus::Delivered, MessageStatus::Read]
+        .into_iter()
+        .zip(statuses.clone())
+    {
+        missed_deliveries(&sim, status.event_type(), vec![payload]).await;
+    }
+
+    app.start_again().await;
+    let status = catch_up_done(&app).await;
+    assert_eq!(status["state"], "ok", "{status}");
+    assert_eq!(status["found"], 1, "{status}");
+    // Kapso's list shows only the newest status: `read` comes back, `delivered` cannot.
+    let pool = app.db().await;
+    let stored: Vec<(String, Option<String>)> =
+        sqlx::query_as("SELECT event_type, flags FROM events WHERE event_type != ?1 ORDER BY id")
+            .bind(RECEIVED)
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    pool.close().await;
+    assert_eq!(
+        stored,
+        vec![(
+            "whatsapp.message.read".to_owned(),
+            Some("backfilled".to_owned())
+        )]
+    );
+    let jobs = settled_jobs(&app, 2).await;
+    assert!(
+        jobs.iter().any(|j| j.0 == "seen" && j.1 == "done"),
+        "{jobs:?}"
+    );
+
+    // Kapso's late `read` webhook is a duplicate.
+    let late = serde_json::to_vec(&statuses[1]).unwrap();
+    let answer = app
+        .deliver_signed("line", LINE_SECRET, "whatsapp.message.read", &late)
+        .await;
+    assert_eq!(answer.status(), 200);
+    assert_eq!(
+        app.count("events").await,
+        2,
+        "the message and its read status"
+    );
+
+    // With `catch_up.statuses = false`, outbound messages are not read.
+    app.stop().await;
+    let text = std::fs::read_to_string(app.config_path()).unwrap();
+    let config = Config::parse(
+        "test.toml",
+        &format!("{text}\n[catch_up]\nstatuses = false\n"),
+        |_| None,
+    )
+    .unwrap();
+    let report = run_standalone(
+        &config,
+        RunOptions {
+            since_ms: Some(3_600_000),
+            dry_run: true,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.numbers[0].pages, 1, "{report:?}");
 }
