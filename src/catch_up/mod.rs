@@ -123,6 +123,9 @@ pub struct NumberReport {
     /// Status events of outbound messages stored by this run (with `--dry-run`: would be).
     pub new_statuses: usize,
     pub already_stored: usize,
+    /// Messages younger than `catch_up.webhook_grace`, left to Kapso's webhook retries (a
+    /// later run takes those that never arrive).
+    pub recent: usize,
     /// Items without a wamid, or not inbound: not stored.
     pub skipped: usize,
     /// `None` when the run read to the end; else why it stopped.
@@ -290,7 +293,14 @@ impl CatchUp {
             webhook: &target.webhook,
             to_event: &|item, index| payload::backfilled_event(pnid, item, index),
         };
-        self.read_to_the_end(pnid, &messages, options.dry_run, &mut newest, report)
+        let settled_before_s = now
+            .saturating_sub(age_ms(self.config.catch_up.webhook_grace))
+            .div_euclid(1000);
+        let window = Window {
+            dry_run: options.dry_run,
+            settled_before_s,
+        };
+        self.read_to_the_end(pnid, &messages, window, &mut newest, report)
             .await?;
         if let Some(statuses) = &target.statuses {
             let subscribed = |event: &Event| statuses.event_types.contains(&event.event_type);
@@ -301,7 +311,7 @@ impl CatchUp {
                     payload::backfilled_status(pnid, item, index).filter(subscribed)
                 },
             };
-            self.read_to_the_end(pnid, &outbound, options.dry_run, &mut newest, report)
+            self.read_to_the_end(pnid, &outbound, window, &mut newest, report)
                 .await?;
         }
         if !options.dry_run {
@@ -319,12 +329,12 @@ impl CatchUp {
     }
 
     /// Reads one direction of a number's history from `report.since` to the end, storing each
-    /// page's events; `newest` rises to the newest message timestamp seen.
+    /// page's settled events; `newest` rises to the newest settled message timestamp seen.
     async fn read_to_the_end(
         &self,
         pnid: &str,
         pass: &Pass<'_>,
-        dry_run: bool,
+        window: Window,
         newest: &mut i64,
         report: &mut NumberReport,
     ) -> Result<(), CatchUpError> {
@@ -347,6 +357,10 @@ impl CatchUp {
                     .get("timestamp")
                     .and_then(crate::event::as_unix_seconds)
                 {
+                    if at > window.settled_before_s {
+                        report.recent += 1;
+                        continue;
+                    }
                     *newest = (*newest).max(at.saturating_mul(1000));
                 }
                 let Some(mut event) = (pass.to_event)(item, index) else {
@@ -361,7 +375,7 @@ impl CatchUp {
                 events.push(event);
             }
             let stored = self
-                .store_page(pass.webhook, events, dry_run, report)
+                .store_page(pass.webhook, events, window.dry_run, report)
                 .await?;
             match pass.direction {
                 "inbound" => report.new += stored,
@@ -415,6 +429,14 @@ impl CatchUp {
         report.already_stored += outcome.duplicates;
         Ok(outcome.stored)
     }
+}
+
+/// What a run stores: nothing when dry, and only messages sent at or before
+/// `settled_before_s` (Unix seconds): younger ones are still in Kapso's webhook retries.
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    dry_run: bool,
+    settled_before_s: i64,
 }
 
 /// One direction of a number's history: what to ask for, where to file it, and how an item

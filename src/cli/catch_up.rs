@@ -68,6 +68,7 @@ pub async fn catch_up(config: &crate::config::Config, args: CatchUpArgs) -> anyh
                     n.new.to_string(),
                     n.new_statuses.to_string(),
                     n.already_stored.to_string(),
+                    n.recent.to_string(),
                     n.error.clone().unwrap_or_else(|| "ok".to_owned()),
                 ]
             })

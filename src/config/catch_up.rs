@@ -31,6 +31,9 @@ pub struct CatchUpConfig {
     /// Also read each number's outbound messages and store the status events (`delivered`,
     /// `read`, ...) its webhooks subscribe to and never received.
     pub statuses: bool,
+    /// Messages younger than this are left to Kapso's webhook retries (10 s, 40 s, 90 s), whose
+    /// payload is complete, and taken by a later run if none arrives.
+    pub webhook_grace: Age,
 }
 
 impl Default for CatchUpConfig {
@@ -43,6 +46,7 @@ impl Default for CatchUpConfig {
             reply_max_age: minutes(60),
             silence_warning: minutes(10),
             statuses: true,
+            webhook_grace: Age(Some(Duration::from_secs(180))),
         }
     }
 }
@@ -71,6 +75,13 @@ impl CatchUpConfig {
         let required = [
             ("overlap", self.overlap, "10m", Duration::ZERO, day),
             (
+                "webhook_grace",
+                self.webhook_grace,
+                "3m",
+                Duration::ZERO,
+                Duration::from_secs(3600),
+            ),
+            (
                 "first_lookback",
                 self.first_lookback,
                 "1h",
@@ -95,14 +106,14 @@ impl CatchUpConfig {
         for (key, age, default, min, max) in required {
             match age.0 {
                 Some(d) if (min..=max).contains(&d) => {}
-                None if key == "overlap" => {}
+                None if key == "overlap" || key == "webhook_grace" => {}
                 _ => {
                     return Err(invalid(
                         key,
                         &format!(
-                            "use \"{}s\" to \"{}d\" (default \"{default}\")",
-                            min.as_secs(),
-                            max.as_secs() / day.as_secs()
+                            "use \"{}\" to \"{}\" (default \"{default}\")",
+                            short(min),
+                            short(max)
                         ),
                     ))
                 }
@@ -114,6 +125,16 @@ impl CatchUpConfig {
     /// `overlap` in milliseconds (0 when off).
     pub fn overlap_ms(&self) -> i64 {
         age_ms(self.overlap)
+    }
+}
+
+/// `d` as the config writes it: `"30d"`, `"1h"`, `"60s"`.
+fn short(d: Duration) -> String {
+    let secs = d.as_secs();
+    match secs {
+        s if s > 0 && s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s > 0 && s % 3_600 == 0 => format!("{}h", s / 3_600),
+        s => format!("{s}s"),
     }
 }
 

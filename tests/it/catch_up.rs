@@ -26,10 +26,18 @@ on = "whatsapp.message.received"
 handler = { kind = "reply", text = "echo: {{message.text}}" }
 "#;
 
-/// The pipeline config plus a number-scoped webhook `line` for the sample number.
-fn line_config(sim: &SimulatedKapso, routes: &str, extra: &str) -> String {
+/// The pipeline config plus a number-scoped webhook `line` for the sample number, and
+/// `[catch_up]` with `catch_up_keys`. Catch-up takes messages of any age
+/// (`webhook_grace = "0s"`) unless the keys say otherwise: the messages of these tests were sent
+/// seconds ago.
+fn line_config(sim: &SimulatedKapso, routes: &str, catch_up_keys: &str) -> String {
+    let grace = if catch_up_keys.contains("webhook_grace") {
+        ""
+    } else {
+        "webhook_grace = \"0s\"\n"
+    };
     format!(
-        "{}\n[[webhooks]]\nname = \"line\"\nsecrets = [\"{LINE_SECRET}\"]\nphone_number_id = \"{}\"\n{extra}\n",
+        "{}\n[[webhooks]]\nname = \"line\"\nsecrets = [\"{LINE_SECRET}\"]\nphone_number_id = \"{}\"\n[catch_up]\n{grace}{catch_up_keys}\n",
         pipeline_config(sim, routes),
         SampleContext::default().phone_number_id
     )
@@ -207,7 +215,7 @@ async fn catch_up_by_hand_pages_through_thousands_and_dry_run_stores_nothing() {
         .collect();
     sim.keep_in_history(RECEIVED, &payloads);
     // No route: this test is about storing, not answering.
-    let app = TestApp::spawn_with(&line_config(&sim, "", "[catch_up]\non_startup = false\n")).await;
+    let app = TestApp::spawn_with(&line_config(&sim, "", "on_startup = false\n")).await;
     let config = Config::load(&app.config_path()).unwrap();
 
     let dry = run_standalone(
@@ -434,7 +442,7 @@ async fn the_catch_up_command_prints_per_number_and_dry_run_stores_nothing() {
         .map(|n| samples::text_received(&ctx, &format!("wamid.CLI{n}"), "hi"))
         .collect();
     sim.keep_in_history(RECEIVED, &payloads);
-    let app = TestApp::spawn_with(&line_config(&sim, "", "[catch_up]\non_startup = false\n")).await;
+    let app = TestApp::spawn_with(&line_config(&sim, "", "on_startup = false\n")).await;
     let path = app.config_path();
     let path = path.to_str().unwrap();
 
@@ -483,8 +491,7 @@ async fn the_catch_up_command_prints_per_number_and_dry_run_stores_nothing() {
 #[tokio::test]
 async fn catch_up_runs_again_every_interval_while_serving() {
     let sim = sim().await;
-    let app =
-        TestApp::spawn_with(&line_config(&sim, ECHO, "[catch_up]\ninterval = \"10s\"\n")).await;
+    let app = TestApp::spawn_with(&line_config(&sim, ECHO, "interval = \"10s\"\n")).await;
     let first = catch_up_done(&app).await;
     assert_eq!(first["found"], 0, "{first}");
     let ctx = context(5);
@@ -515,7 +522,7 @@ async fn catch_up_runs_again_every_interval_while_serving() {
 #[tokio::test]
 async fn a_webhook_silent_while_catch_up_keeps_finding_messages_is_a_likely_delivery_problem() {
     let sim = sim().await;
-    let app = TestApp::spawn_with(&line_config(&sim, "", "[catch_up]\non_startup = false\n")).await;
+    let app = TestApp::spawn_with(&line_config(&sim, "", "on_startup = false\n")).await;
     // The webhook works: one live delivery.
     let live = samples::text_received(&context(1), "wamid.LIVE", "hi");
     let answer = app
@@ -639,7 +646,7 @@ async fn status_changes_kapso_gave_up_on_are_caught_up_as_the_messages_current_s
     let text = std::fs::read_to_string(app.config_path()).unwrap();
     let config = Config::parse(
         "test.toml",
-        &format!("{text}\n[catch_up]\nstatuses = false\n"),
+        &text.replace("[catch_up]\n", "[catch_up]\nstatuses = false\n"),
         |_| None,
     )
     .unwrap();
@@ -653,4 +660,51 @@ async fn status_changes_kapso_gave_up_on_are_caught_up_as_the_messages_current_s
     .await
     .unwrap();
     assert_eq!(report.numbers[0].pages, 1, "{report:?}");
+}
+
+/// A message sent moments ago may still reach the server through Kapso's webhook retries, with
+/// the payload catch-up cannot rebuild (`is_new_conversation`, ...): catch-up leaves it for
+/// `webhook_grace`, and a later run takes it if no webhook brought it.
+#[tokio::test]
+async fn messages_younger_than_the_webhook_grace_are_left_to_kapsos_retries() {
+    let sim = sim().await;
+    missed_while_down(&sim, &[("wamid.OLD", "since this morning")], &context(600)).await;
+    missed_while_down(&sim, &[("wamid.NEW", "just now")], &context(30)).await;
+    let app = TestApp::spawn_with(&line_config(
+        &sim,
+        "",
+        "on_startup = false\nwebhook_grace = \"2m\"\n",
+    ))
+    .await;
+    let text = std::fs::read_to_string(app.config_path()).unwrap();
+    drop(app);
+    let config = Config::parse("test.toml", &text, |_| None).unwrap();
+
+    let first = run_standalone(&config, RunOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        (first.numbers[0].new, first.numbers[0].recent),
+        (1, 1),
+        "{first:?}"
+    );
+
+    // No webhook came for it; once it has aged past the grace, the next run takes it: the
+    // checkpoint did not move past it.
+    let aged = Config::parse(
+        "test.toml",
+        &text.replace("webhook_grace = \"2m\"", "webhook_grace = \"10s\""),
+        |_| None,
+    )
+    .unwrap();
+    let second = run_standalone(&aged, RunOptions::default()).await.unwrap();
+    assert_eq!(
+        (
+            second.numbers[0].new,
+            second.numbers[0].already_stored,
+            second.numbers[0].recent
+        ),
+        (1, 1, 0),
+        "{second:?}"
+    );
 }
