@@ -129,8 +129,14 @@ impl Browser {
         }
     }
 
-    /// One WebDriver command; returns its `value`, panicking with WebDriver's error.
-    async fn call(&self, method: reqwest::Method, url: &str, body: Value) -> Value {
+    /// One WebDriver command; returns its `value`, or WebDriver's error (e.g. a stale element
+    /// while a page is replaced). Fails the test when chromedriver cannot be reached.
+    async fn try_call(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        body: Value,
+    ) -> Result<Value, String> {
         let mut request = self.http.request(method.clone(), url);
         if method != reqwest::Method::GET && method != reqwest::Method::DELETE {
             request = request.json(&body);
@@ -144,17 +150,37 @@ impl Browser {
             .json()
             .await
             .unwrap_or_else(|e| panic!("WebDriver {method} {url}: unreadable answer: {e}"));
-        assert!(
-            status.is_success(),
-            "WebDriver {method} {url} failed ({status}): {}",
-            answer["value"]
-        );
-        answer["value"].clone()
+        if status.is_success() {
+            Ok(answer["value"].clone())
+        } else {
+            Err(format!(
+                "WebDriver {method} {url} failed ({status}): {}",
+                answer["value"]
+            ))
+        }
+    }
+
+    /// One WebDriver command; returns its `value`, panicking with WebDriver's error.
+    async fn call(&self, method: reqwest::Method, url: &str, body: Value) -> Value {
+        self.try_call(method, url, body)
+            .await
+            .unwrap_or_else(|error| panic!("{error}"))
+    }
+
+    async fn try_session(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Value,
+    ) -> Result<Value, String> {
+        let url = format!("{}{path}", self.session_url);
+        self.try_call(method, &url, body).await
     }
 
     async fn session(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
-        let url = format!("{}{path}", self.session_url);
-        self.call(method, &url, body).await
+        self.try_session(method, path, body)
+            .await
+            .unwrap_or_else(|error| panic!("{error}"))
     }
 
     /// Opens `url` and waits until the page has loaded.
@@ -236,8 +262,7 @@ impl Browser {
         let deadline = tokio::time::Instant::now() + within;
         let mut last = None;
         loop {
-            if let Some(element) = self.find_all(selector).await.into_iter().next() {
-                let text = self.text(&element).await;
+            if let Some(text) = self.try_text_of(selector).await {
                 if wanted(&text) {
                     return text;
                 }
@@ -253,6 +278,47 @@ impl Browser {
         }
     }
 
+    /// The text of the first element matching `selector`, or `None` while there is none (or
+    /// the page it was found on is being replaced).
+    async fn try_text_of(&self, selector: &str) -> Option<String> {
+        let query = json!({ "using": "css selector", "value": selector });
+        let found = self
+            .try_session(reqwest::Method::POST, "/elements", query)
+            .await
+            .ok()?;
+        let element = found.as_array()?.iter().find_map(element_of)?;
+        let path = format!("/element/{}/text", element.0);
+        let text = self
+            .try_session(reqwest::Method::GET, &path, Value::Null)
+            .await
+            .ok()?;
+        text.as_str().map(str::to_owned)
+    }
+
+    /// Polls until the page's URL satisfies `wanted` and the page has loaded; fails after
+    /// `within`.
+    pub async fn wait_for_url(&self, within: Duration, wanted: impl Fn(&str) -> bool) {
+        let deadline = tokio::time::Instant::now() + within;
+        let script = json!({ "script": "return [location.href, document.readyState]", "args": [] });
+        let mut last = Value::Null;
+        loop {
+            if let Ok(state) = self
+                .try_session(reqwest::Method::POST, "/execute/sync", script.clone())
+                .await
+            {
+                if state[0].as_str().is_some_and(&wanted) && state[1] == "complete" {
+                    return;
+                }
+                last = state;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the page did not reach the expected URL within {within:?}; last seen: {last}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Types `text` into `element`, as a user would.
     pub async fn type_into(&self, element: &Element, text: &str) {
         let path = format!("/element/{}/value", element.0);
@@ -260,7 +326,8 @@ impl Browser {
             .await;
     }
 
-    /// Clicks `element`; a click that submits a form returns once the next page has loaded.
+    /// Clicks `element`. A click that opens a page may return before that page has loaded:
+    /// wait for what it shows ([`Browser::wait_for_text`], [`Browser::wait_for_url`]).
     pub async fn click(&self, element: &Element) {
         let path = format!("/element/{}/click", element.0);
         self.session(reqwest::Method::POST, &path, json!({})).await;
