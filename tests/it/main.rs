@@ -4,6 +4,7 @@
 
 mod admin;
 mod admin_api;
+mod browser;
 mod catch_up;
 mod check;
 mod cli;
