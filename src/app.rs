@@ -184,6 +184,12 @@ impl App {
         self.webhook_sync.subscribe()
     }
 
+    /// The background catch-up's last run, as `/readyz` shows it (`pending` until the first
+    /// run ends).
+    pub fn catch_up_status(&self) -> watch::Receiver<CatchUpStatus> {
+        self.catch_up_status.subscribe()
+    }
+
     /// The public listener's routes (webhooks, `/healthz`, and `/readyz` and `/metrics`
     /// unless `ops` is served apart), and the ops listener's when `ops` is true.
     fn routers(&self, ops: bool) -> (Router, Option<Router>) {

@@ -5,6 +5,7 @@
 
 mod narrate;
 mod scene;
+mod server;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -13,9 +14,7 @@ use anyhow::{ensure, Context};
 use rand::Rng;
 use sqlx::SqlitePool;
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
-use crate::app::App;
 use crate::config::Config;
 use crate::db;
 use crate::inbox::store::{self as inbox_store, EventFilter};
@@ -28,6 +27,7 @@ use crate::kapso_sim::{
 use crate::sync::{sync_webhooks, SyncOptions};
 use narrate::Narrator;
 use scene::{within, Scene};
+use server::DemoServer;
 
 /// The demo's configuration, embedded so the binary runs from anywhere.
 pub const DEMO_CONFIG: &str = include_str!("../../config/demo.toml");
@@ -94,16 +94,13 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
     say.line("Meta proxy     Kapso's pass-through to Meta's WhatsApp Cloud API: how switchboard sends messages as your number");
     say.line("wamid          WhatsApp's id of one message; status events (delivered, failed) name the message by it");
 
-    let app = App::build(config.clone()).await?;
-    let shutdown = CancellationToken::new();
-    let server = tokio::spawn(app.serve(listener, shutdown.clone()));
+    let mut server = DemoServer::start(&config, listener).await?;
     let db = db::open_existing(&config.storage).await?;
 
-    let played = play(&config, &sim, &db, &run_id, &say).await;
-    shutdown.cancel();
-    let stopped = within("server to shut down", server).await;
+    let played = play(&config, &sim, &db, &run_id, &say, &mut server).await;
+    let stopped = server.stop().await;
     played?;
-    stopped?.context("the demo server stopped abnormally")??;
+    stopped?;
 
     summary(&sim, &db, &say).await?;
     db.close().await;
@@ -151,10 +148,13 @@ async fn play(
     db: &SqlitePool,
     run_id: &str,
     say: &Narrator,
+    server: &mut DemoServer,
 ) -> anyhow::Result<()> {
     let target = sync(config, sim, say).await?;
     let kapso = KapsoClient::new(&config.kapso)?;
-    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    // The customer's story starts a quarter of an hour ago, so that the messages of the outage
+    // scene are older than `catch_up.webhook_grace` when the server comes back.
+    let now = time::OffsetDateTime::now_utc().unix_timestamp() - 15 * 60;
     let scene = Scene {
         sim,
         db,
@@ -176,7 +176,7 @@ async fn play(
         window_ms: config.buffer.window_ms,
         say,
     };
-    scene.play().await
+    scene.play(server).await
 }
 
 /// Registers `[[webhooks]]` with the sim as `serve` would with Kapso, and returns the delivery
@@ -235,7 +235,7 @@ async fn sync(
 /// After the graceful shutdown every job has finished: what the inbox holds, and which messages
 /// reached the customer: every send Kapso accepted, except those it later reported failed.
 async fn summary(sim: &SimulatedKapso, db: &SqlitePool, say: &Narrator) -> anyhow::Result<()> {
-    say.scene(6, "Summary");
+    say.scene(7, "Summary");
     let events = inbox_store::list_events(
         db,
         &EventFilter {
@@ -249,8 +249,16 @@ async fn summary(sim: &SimulatedKapso, db: &SqlitePool, say: &Narrator) -> anyho
         .iter()
         .map(|(state, n)| format!("{n} {state}"))
         .collect();
+    let backfilled = events
+        .iter()
+        .filter(|e| {
+            e.flags
+                .as_deref()
+                .is_some_and(|f| f.split(',').any(|f| f == crate::event::FLAG_BACKFILLED))
+        })
+        .count();
     say.line(format!(
-        "inbox: {} events stored (the retried delivery added none); jobs: {}",
+        "inbox: {} events stored (the retried delivery added none; {backfilled} recovered by catch-up); jobs: {}",
         events.len(),
         jobs.join(", ")
     ));
@@ -305,8 +313,8 @@ async fn summary(sim: &SimulatedKapso, db: &SqlitePool, say: &Narrator) -> anyho
         ));
     }
     ensure!(
-        received.len() == 3 && undelivered.len() == 1,
-        "expected 3 messages received by the customer and 1 not delivered, got {} and {}",
+        received.len() == 4 && undelivered.len() == 1,
+        "expected 4 messages received by the customer and 1 not delivered, got {} and {}",
         received.len(),
         undelivered.len()
     );

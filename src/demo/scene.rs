@@ -10,7 +10,10 @@ use anyhow::{anyhow, bail, ensure, Context};
 use serde_json::{json, Value};
 use sqlx::SqlitePool;
 
+mod outage;
+
 use super::narrate::{self, quoted, Narrator};
+use super::server::DemoServer;
 use crate::inbox::store::{self as inbox_store, EventFilter};
 use crate::jobs::store::{self as job_store, JobFilter, JobRow};
 use crate::kapso::KapsoClient;
@@ -50,11 +53,12 @@ pub struct Scene<'a> {
 }
 
 impl Scene<'_> {
-    /// Plays every step in order; returns the sends the customer received.
-    pub async fn play(&self) -> anyhow::Result<()> {
+    /// Plays every step in order; the outage scene stops and restarts `server`.
+    pub async fn play(&self, server: &mut DemoServer) -> anyhow::Result<()> {
         self.greeting().await?;
         let last_of_burst = self.burst().await?;
         self.retry(last_of_burst).await?;
+        self.outage(server).await?;
         self.failure().await
     }
 
@@ -243,7 +247,7 @@ impl Scene<'_> {
     /// template.
     async fn failure(&self) -> anyhow::Result<()> {
         self.say.scene(
-            5,
+            6,
             "A day later, the agent's follow-up cannot be delivered (error 131047)",
         );
         let body = json!({
@@ -300,9 +304,9 @@ impl Scene<'_> {
         // The log job is enqueued before the template job (route order), so it is claimed first:
         // once the template has arrived both are running or done, and the graceful shutdown
         // lets them finish.
-        let sends = self.replies(4, "template follow-up").await?;
+        let sends = self.replies(5, "template follow-up").await?;
         self.routed(&["failures", "reengage"]).await?;
-        self.replied(&sends[3]);
+        self.replied(&sends[4]);
         Ok(())
     }
 }

@@ -324,6 +324,10 @@ fn demo_runs_the_whole_scene_and_names_every_stage() {
         "routed",
         "replied",
         "deduplicated",
+        "stopped",
+        "gave up",
+        "restarted",
+        "caught up",
     ] {
         assert!(text.contains(stage), "no `{stage}` in:\n{text}");
     }
@@ -333,6 +337,24 @@ fn demo_runs_the_whole_scene_and_names_every_stage() {
         "{text}"
     );
     assert!(text.contains("we got your 3 messages"), "{text}");
+    // The outage: Kapso gave up after its retries, and catch-up recovered the messages, which
+    // were answered together.
+    assert!(
+        text.contains("4 attempts over 140 s"),
+        "Kapso's 10 s / 40 s / 90 s schedule: {text}"
+    );
+    assert!(
+        text.contains(
+            "switchboard was down for 5 minutes; Kapso gave up; catch-up recovered 3 messages"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "hello? is anyone there? / I still need help with order #4471 / please call me back"
+        ),
+        "{text}"
+    );
     assert!(text.contains("stored 0, duplicates 1"), "{text}");
     assert!(text.contains("template `reengage_customer`"), "{text}");
     assert!(db.exists());
@@ -356,11 +378,11 @@ fn demo_runs_the_whole_scene_and_names_every_stage() {
         .split_once("not delivered")
         .unwrap_or_else(|| panic!("no undelivered list in:\n{summary}"));
     assert!(
-        received.contains("the customer received 3 messages"),
+        received.contains("the customer received 4 messages"),
         "{summary}"
     );
     let received_ids: Vec<String> = received.lines().flat_map(wamids).collect();
-    assert_eq!(received_ids.len(), 3, "{summary}");
+    assert_eq!(received_ids.len(), 4, "{summary}");
     assert!(
         !received_ids.contains(&failed),
         "{failed} listed as received:\n{summary}"
