@@ -1,7 +1,7 @@
 //! Pausing and resuming a route, through the admin API, the console and `switchboard routes`:
 //! while paused, its events are stored and its jobs created but none runs (other routes go
 //! on); resumed, its jobs run in their original order, each once; the pause survives a
-//! restart.
+//! restart; a job running when its route is paused finishes its attempt, and its retry waits.
 
 use std::time::Duration;
 
@@ -10,6 +10,7 @@ use serde_json::Value;
 use crate::payloads::text_at;
 use crate::pipeline::{pipeline_config, sim};
 use crate::test_app::{metric, TestApp};
+use crate::user_service::UserService;
 
 const TOKEN: &str = "adm_4f1c2b9e7d6a5f3c8b0e1d2a";
 const WAIT: Duration = Duration::from_secs(15);
@@ -303,4 +304,79 @@ async fn the_cli_pauses_and_resumes_a_running_server_and_reports_routes_gone_fro
     let out = run(&["routes", "resume", "echo", "--config", config]);
     assert!(out.contains("route `echo` resumed"), "{out}");
     settled_with_replies(&app, &sim, &["echo: first", "echo: second"]).await;
+}
+
+/// `(state, attempts)` of job `id`.
+async fn job_state(app: &TestApp, id: i64) -> (String, i64) {
+    let pool = app.db().await;
+    let row = sqlx::query_as("SELECT state, attempts FROM jobs WHERE id = ?")
+        .bind(id)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    row
+}
+
+#[tokio::test]
+async fn a_job_running_when_its_route_is_paused_finishes_its_attempt_and_its_retry_waits() {
+    let sim = sim().await;
+    let service = UserService::start().await;
+    let bot = format!(
+        "\n[admin]\ntoken = \"{TOKEN}\"\n[[routes]]\nname = \"bot\"\non = \"whatsapp.message.received\"\nhandler = {{ kind = \"http\", url = \"{}\", timeout_ms = 5000 }}\n",
+        service.url
+    );
+    let app = TestApp::spawn_with(&pipeline_config(&sim, &bot)).await;
+    service.gate("first");
+    service.respond(500, serde_json::json!({ "error": "busy" }));
+    deliver_texts(&app, "H", &["first"]).await;
+    service.wait_for(1).await;
+
+    assert_eq!(post(&app, "/admin/api/routes/bot/pause").await.0, 200);
+    deliver_texts(&app, "I", &["second"]).await;
+    let gauge = || async {
+        metric(
+            &app.metrics().await,
+            "switchboard_jobs",
+            &["state=\"paused\""],
+        )
+    };
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while gauge().await != 1.0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "second job not held"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The running attempt ends (a 500: retry later); its retry waits for the resume too.
+    service.open("first");
+    while !(gauge().await == 2.0 && job_state(&app, 1).await == ("queued".to_owned(), 1)) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the retry was not held: {:?}",
+            job_state(&app, 1).await
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(service.received().len(), 1, "no new run while paused");
+
+    assert_eq!(post(&app, "/admin/api/routes/bot/resume").await.0, 200);
+    let received = service.wait_for(3).await;
+    let texts: Vec<Vec<String>> = received.iter().map(|r| r.texts()).collect();
+    assert_eq!(
+        texts,
+        [vec!["first"], vec!["first"], vec!["second"]],
+        "the retry first, then the next message of the conversation"
+    );
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while jobs(&app).await.iter().any(|(_, state)| state != "done") {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{:?}",
+            jobs(&app).await
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(service.received().len(), 3, "each run once");
 }
