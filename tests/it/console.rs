@@ -196,7 +196,18 @@ async fn a_route_is_paused_and_resumed_from_the_routes_page_with_the_form_token(
     assert_eq!(app.count("route_pauses").await, 1);
     let body = text_at("wamid.CP", "conv-cp", "hello", 1_764_098_000, false);
     assert_eq!(app.deliver("whatsapp.message.received", &body).await, 200);
-    let (_, routes) = page(&app, "/admin/routes", &cookie).await;
+    // The job is created (Queued 1) and waits.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut routes = String::new();
+    while !routes.contains("<td>1</td>") {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no job created: {routes}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        routes = page(&app, "/admin/routes", &cookie).await.1;
+    }
+    assert!(sim.sends().is_empty(), "the paused route's job waits");
     assert!(
         routes.contains("paused</span>") && routes.contains("by console"),
         "{routes}"
