@@ -118,6 +118,15 @@ impl App {
         let queue = LocalQueue::recover(&pool, writes.clone(), clock.clone(), metrics.clone())
             .await
             .context("loading the job queue")?;
+        for route in queue.paused_routes() {
+            match routes.get(&route) {
+                Some(_) => tracing::info!(route, "route paused: its jobs wait until it is resumed"),
+                None => tracing::warn!(
+                    route,
+                    "a paused route is no longer in the config: its waiting jobs stay held; `switchboard routes resume` releases them (they then fail as unconfigured)"
+                ),
+            }
+        }
         let buffers = buffer::recover(&pool, clock.now_ms())
             .await
             .context("loading the open conversation buffers")?;

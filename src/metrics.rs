@@ -86,6 +86,8 @@ pub struct Metrics {
     pub jobs: Family<StateLabels, Gauge>,
     /// Messages waiting in conversation buffers, kept by the dispatcher (which owns them).
     pub buffered_messages: Gauge,
+    /// Routes paused by an operator, kept by the job queue.
+    pub paused_routes: Gauge,
     /// From the job's creation to Kapso confirming its last send.
     pub reply_latency: Histogram,
     /// How long after its due time each conversation buffer was flushed (its job committed).
@@ -178,6 +180,7 @@ impl Metrics {
             Family::new_with_constructor(latency_histogram);
         let jobs = Family::<StateLabels, Gauge>::default();
         let buffered_messages = Gauge::default();
+        let paused_routes = Gauge::default();
         let reply_latency = latency_histogram();
         registry.register(
             "job_runs",
@@ -191,13 +194,18 @@ impl Metrics {
         );
         registry.register(
             "jobs",
-            "Jobs by state (queued, running, done, dead)",
+            "Unfinished and dead jobs by state (queued, running, paused: held while their route is paused, dead)",
             jobs.clone(),
         );
         registry.register(
             "buffered_messages",
             "Messages waiting in conversation buffers",
             buffered_messages.clone(),
+        );
+        registry.register(
+            "paused_routes",
+            "Routes paused by an operator (their jobs wait until resumed)",
+            paused_routes.clone(),
         );
         registry.register(
             "reply_latency_seconds",
@@ -282,6 +290,7 @@ impl Metrics {
             job_duration,
             jobs,
             buffered_messages,
+            paused_routes,
             reply_latency,
             deliveries,
             events_stored,

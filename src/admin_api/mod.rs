@@ -11,6 +11,7 @@ mod conversations;
 mod error;
 mod events;
 mod jobs;
+mod routes;
 
 use axum::routing::{get, post};
 use axum::Router;
@@ -30,14 +31,14 @@ pub const DEFAULT_PAGE: i64 = 50;
 pub struct AdminApiState {
     /// Read-only connections: listing never waits for the writer.
     pub reads: SqlitePool,
-    /// The writer connection, for retries.
+    /// The writer connection, for retries, replays and pauses.
     pub writer: SqlitePool,
     pub token: Secret,
     /// The pipeline's clock: a retried job is due now on it.
     pub clock: crate::clock::Clock,
     /// The routes in force, for replays.
     pub router: std::sync::Arc<crate::router::Router>,
-    /// The job schedule replayed jobs join.
+    /// The job schedule replayed jobs join, and pauses apply to.
     pub queue: std::sync::Arc<dyn crate::jobs::queue::JobQueue>,
     /// Replays write after the inbox, like the pipeline.
     pub priority: crate::write_priority::WritePriority,
@@ -58,6 +59,9 @@ pub fn router(state: AdminApiState) -> Router {
         .route("/jobs/retry", post(jobs::retry_matching))
         .route("/jobs/{id}", get(jobs::show))
         .route("/jobs/{id}/retry", post(jobs::retry_one))
+        .route("/routes", get(routes::list))
+        .route("/routes/{name}/pause", post(routes::pause))
+        .route("/routes/{name}/resume", post(routes::resume))
         .fallback(error::not_found)
         .with_state(state)
         .layer(axum::middleware::from_fn_with_state(

@@ -1,4 +1,5 @@
-//! The command line: `serve`, `check`, `events list|show`, `jobs list|retry`, plus the
+//! The command line: `serve`, `check`, `events list|show|replay`, `jobs list|retry`,
+//! `routes list|pause|resume`, plus the
 //! Kapso-facing `send`, `phone-numbers list` and `simulate`, the self-contained `demo` and the
 //! container's `healthcheck`. One module per command group.
 
@@ -19,6 +20,7 @@ mod healthcheck;
 mod jobs;
 mod phone_numbers;
 mod prune;
+mod routes;
 mod send;
 mod simulate;
 mod storage;
@@ -73,6 +75,13 @@ pub enum Command {
         db: storage::DbArgs,
         #[command(subcommand)]
         command: JobsCommand,
+    },
+    /// List the routes, pause one (its jobs wait) or resume it.
+    Routes {
+        #[command(flatten)]
+        db: storage::DbArgs,
+        #[command(subcommand)]
+        command: routes::RoutesCommand,
     },
     /// Kapso's webhooks: list them, make them match [[webhooks]], trigger a test delivery.
     Webhooks {
@@ -237,6 +246,13 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
         Command::Jobs { db, command } => {
             let pool = db.open().await?;
             let result = jobs::jobs(&pool, command).await;
+            pool.close().await;
+            result
+        }
+        Command::Routes { db, command } => {
+            let config = load_or_default(db.config.as_deref())?;
+            let pool = db.open().await?;
+            let result = routes::routes(&config, &pool, command).await;
             pool.close().await;
             result
         }

@@ -35,7 +35,7 @@ pub fn page(title: &str, csrf: Option<&str>, body: &str) -> String {
         let _ = write!(
             html,
             "<nav><a href=\"/admin\">Overview</a> <a href=\"/admin/events\">Events</a> \
-             <a href=\"/admin/jobs?state=dead\">Dead jobs</a> \
+             <a href=\"/admin/jobs?state=dead\">Dead jobs</a> <a href=\"/admin/routes\">Routes</a> \
              <form method=\"post\" action=\"/admin/logout\" class=\"inline\">\
              <input type=\"hidden\" name=\"csrf\" value=\"{}\">\
              <button type=\"submit\">Sign out</button></form></nav>",

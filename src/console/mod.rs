@@ -1,10 +1,11 @@
 //! The web console at `/admin`: server-rendered pages over the admin API's operations (the same
 //! store queries and `retry_now`), signed in with `admin.token` (posted once, then a session
-//! cookie), CSRF-checked on every state-changing form, every stored value escaped. Served with
+//! cookie), CSRF-checked on every state-changing form (retries, route pauses), every stored value escaped. Served with
 //! the admin API, so off without a token. Its stylesheet is embedded from `assets/`.
 
 mod html;
 mod pages;
+mod routes;
 mod session;
 
 use axum::extract::{Form, Path, State};
@@ -51,6 +52,9 @@ pub fn router(state: ConsoleState) -> Router {
         .route("/admin/events/{id}", get(pages::event))
         .route("/admin/jobs", get(pages::jobs))
         .route("/admin/jobs/{id}/retry", post(retry))
+        .route("/admin/routes", get(routes::list))
+        .route("/admin/routes/pause", post(routes::pause))
+        .route("/admin/routes/resume", post(routes::resume))
         .route("/admin/assets/console.css", get(css))
         .with_state(state)
 }
@@ -101,18 +105,14 @@ struct CsrfForm {
 }
 
 /// The session of a state-changing request whose form carries its CSRF token; else the answer.
-fn checked(
-    state: &ConsoleState,
-    headers: &HeaderMap,
-    form: &CsrfForm,
-) -> Result<String, Box<Response>> {
+fn checked(state: &ConsoleState, headers: &HeaderMap, csrf: &str) -> Result<String, Box<Response>> {
     let Some((id, session)) = state.sessions.find(headers, crate::clock::now_ms()) else {
         return Err(Box::new(html(
             StatusCode::UNAUTHORIZED,
             pages::login_page(Some("Your session has ended; sign in again.")),
         )));
     };
-    if !session::csrf_matches(&session, &form.csrf) {
+    if !session::csrf_matches(&session, csrf) {
         return Err(Box::new(html(
             StatusCode::FORBIDDEN,
             html::page("Refused", None, "<p>The form did not come from this console (its form token is missing or wrong). Reload the page and try again.</p>"),
@@ -126,7 +126,7 @@ async fn logout(
     headers: HeaderMap,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    match checked(&state, &headers, &form) {
+    match checked(&state, &headers, &form.csrf) {
         Ok(id) => {
             state.sessions.end(&id);
             (
@@ -145,7 +145,7 @@ async fn retry(
     Path(id): Path<i64>,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    if let Err(response) = checked(&state, &headers, &form) {
+    if let Err(response) = checked(&state, &headers, &form.csrf) {
         return *response;
     }
     match crate::jobs::store::retry_now(&state.api.writer, id, state.api.clock.now_ms()).await {

@@ -64,7 +64,11 @@ pub fn database_error(err: &sqlx::Error) -> Response {
 
 /// The signed-in session's form token, or the answer for a visitor who is not signed in: the
 /// sign-in page at `/admin`, a redirect to it elsewhere.
-fn signed_in(state: &ConsoleState, headers: &HeaderMap, at_root: bool) -> Result<String, Refusal> {
+pub(super) fn signed_in(
+    state: &ConsoleState,
+    headers: &HeaderMap,
+    at_root: bool,
+) -> Result<String, Refusal> {
     match state.sessions.find(headers, crate::clock::now_ms()) {
         Some((_, session)) => Ok(session.csrf),
         None if at_root => Err(Refusal::Answer(Box::new(respond(

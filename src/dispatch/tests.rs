@@ -50,6 +50,13 @@ impl JobQueue for Offered {
     ) -> BoxFuture<'a, Result<(), WriteError>> {
         Box::pin(std::future::ready(Ok(())))
     }
+
+    fn reload_pauses<'a>(
+        &'a self,
+        _reads: &'a sqlx::SqlitePool,
+    ) -> BoxFuture<'a, Result<(), sqlx::Error>> {
+        Box::pin(std::future::ready(Ok(())))
+    }
 }
 
 struct Harness {

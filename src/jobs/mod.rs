@@ -1,6 +1,8 @@
 //! The durable job queue: one row per handler run, claimed with a lease, retried with backoff,
 //! dead-lettered when it cannot succeed. Jobs of one conversation and route run in order.
 
+pub mod parked;
+pub mod pause;
 pub mod queue;
 pub mod replay;
 pub mod retry;

@@ -8,7 +8,7 @@
 //! design shared by several processes (PostgreSQL with `FOR UPDATE SKIP LOCKED` and
 //! `LISTEN/NOTIFY`) would implement the same trait.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -16,6 +16,8 @@ use sqlx::SqlitePool;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use super::parked::Parked;
+use super::pause::store as pause_store;
 use super::schedule::{Schedule, Slot};
 use super::store::{self, ClaimedJob, Finish, JobLog, UnfinishedJob};
 use crate::clock::Clock;
@@ -38,6 +40,12 @@ pub trait JobQueue: Send + Sync {
         job: &'a ClaimedJob,
         finish: Finish,
     ) -> BoxFuture<'a, Result<(), WriteError>>;
+
+    /// Reads the paused routes (`route_pauses`) again through `reads`, and holds or releases
+    /// their jobs to match: a paused route's waiting jobs leave the schedule (running ones
+    /// finish), a resumed route's come back.
+    fn reload_pauses<'a>(&'a self, reads: &'a SqlitePool)
+        -> BoxFuture<'a, Result<(), sqlx::Error>>;
 }
 
 /// The in-memory schedule with the `jobs` table as its log.
@@ -55,6 +63,8 @@ pub struct LocalQueue {
     /// Written as `lease_owner` on the jobs this process runs.
     owner: Arc<str>,
     dead: AtomicI64,
+    /// One reload of the paused routes at a time, so an older read never wins.
+    pause_reload: tokio::sync::Mutex<()>,
 }
 
 /// Most queued jobs that keep their events in memory (a few KB each); jobs beyond read them
@@ -67,13 +77,67 @@ struct State {
     jobs: HashMap<i64, ClaimedJob>,
     /// Jobs in `jobs` that hold their events.
     with_events: usize,
+    /// The paused routes and their waiting jobs, out of the schedule.
+    parked: Parked,
 }
 
 impl State {
-    fn remove(&mut self, id: i64) {
-        if let Some(job) = self.jobs.remove(&id) {
-            if job.events.is_some() {
-                self.with_events -= 1;
+    fn remove(&mut self, id: i64) -> Option<ClaimedJob> {
+        let job = self.jobs.remove(&id)?;
+        if job.events.is_some() {
+            self.with_events -= 1;
+        }
+        Some(job)
+    }
+
+    /// Holds waiting job `id` while its route is paused (a running job is left to finish).
+    fn park(&mut self, id: i64) {
+        let Some(slot) = self.schedule.remove_waiting(id) else {
+            return;
+        };
+        let Some(job) = self.remove(id) else {
+            return;
+        };
+        let job = UnfinishedJob {
+            job,
+            ordering_key: slot.ordering_key,
+            order_ts: slot.order_ts,
+            order_seq: slot.order_seq,
+            run_at: slot.run_at,
+        };
+        if let Some(job) = self.parked.park(job) {
+            insert(self, job);
+        }
+    }
+
+    /// Schedules `job`, or holds it when its route is paused.
+    fn offer(&mut self, job: UnfinishedJob) {
+        if let Some(job) = self.parked.park(job) {
+            insert(self, job);
+        }
+    }
+
+    /// Makes the paused routes `paused`: holds the waiting jobs of the routes paused now,
+    /// schedules the held jobs of those resumed.
+    fn set_paused(&mut self, paused: &HashSet<String>) {
+        for route in self.parked.paused_routes() {
+            if !paused.contains(&route) {
+                for job in self.parked.resume(&route).unwrap_or_default() {
+                    insert(self, job);
+                }
+            }
+        }
+        for route in paused {
+            if self.parked.pause(route) {
+                let ids: Vec<i64> = self
+                    .jobs
+                    .iter()
+                    .filter(|(_, job)| &job.route == route)
+                    .map(|(id, _)| *id)
+                    .collect();
+                for id in ids {
+                    self.park(id);
+                }
             }
         }
     }
@@ -97,6 +161,7 @@ impl LocalQueue {
         }
         let unfinished = store::unfinished(writer).await?;
         let dead = store::count_dead(writer).await?;
+        let paused = pause_store::names(writer).await?;
         let queue = LocalQueue {
             state: Mutex::new(State::default()),
             changed: Notify::new(),
@@ -106,14 +171,47 @@ impl LocalQueue {
             metrics,
             owner: format!("{}-{:08x}", std::process::id(), rand::random::<u32>()).into(),
             dead: AtomicI64::new(dead),
+            pause_reload: tokio::sync::Mutex::new(()),
         };
+        queue.lock().set_paused(&paused);
         queue.offer(unfinished);
         Ok(queue)
     }
 
-    /// Unfinished jobs known (queued or running).
+    /// Unfinished jobs known (queued or running), those of paused routes included.
     pub fn len(&self) -> usize {
-        self.lock().schedule.len()
+        let state = self.lock();
+        state.schedule.len() + state.parked.jobs()
+    }
+
+    /// The paused routes, sorted.
+    pub fn paused_routes(&self) -> Vec<String> {
+        self.lock().parked.paused_routes()
+    }
+
+    /// Pauses changed by another process (`switchboard routes pause|resume` leaves a request):
+    /// reads the paused routes again. `reads` is a read connection.
+    pub async fn take_pause_requests(&self, reads: &SqlitePool) -> Result<bool, WriteError> {
+        if !pause_store::has_requests(reads).await? {
+            return Ok(false);
+        }
+        self.writes
+            .write(|conn| Box::pin(async move { pause_store::take_requests(conn).await }))
+            .await?;
+        self.reload(reads).await?;
+        Ok(true)
+    }
+
+    async fn reload(&self, reads: &SqlitePool) -> Result<(), sqlx::Error> {
+        let _one_at_a_time = self.pause_reload.lock().await;
+        let paused = pause_store::names(reads).await?;
+        {
+            let mut state = self.lock();
+            state.set_paused(&paused);
+            self.publish(&state);
+        }
+        self.changed.notify_one();
+        Ok(())
     }
 
     pub fn is_empty(&self) -> bool {
@@ -141,9 +239,12 @@ impl LocalQueue {
                     state.schedule.reschedule(id, job.run_at);
                     state.remove(id);
                     state.jobs.insert(id, job.job);
+                } else if state.parked.contains(&job.job.route, id) {
+                    // Held, its route paused: it keeps waiting, with its new budget.
+                    state.offer(job);
                 } else {
                     self.dead.fetch_sub(1, Ordering::Relaxed);
-                    insert(&mut state, job);
+                    state.offer(job);
                 }
             }
             self.publish(&state);
@@ -171,7 +272,9 @@ impl LocalQueue {
         let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
         set("queued", count(state.schedule.queued()));
         set("running", count(state.schedule.running()));
+        set("paused", count(state.parked.jobs()));
         set("dead", self.dead.load(Ordering::Relaxed));
+        self.metrics.paused_routes.set(count(state.parked.routes()));
     }
 
     async fn next(&self, shutdown: &CancellationToken) -> Option<ClaimedJob> {
@@ -267,6 +370,10 @@ impl LocalQueue {
                         }
                     }
                     state.schedule.requeue(id, at);
+                    if state.parked.is_paused(&job.route) {
+                        // Its route was paused while it ran: it waits for the resume.
+                        state.park(id);
+                    }
                 }
             }
             self.publish(&state);
@@ -304,7 +411,7 @@ impl JobQueue for LocalQueue {
         {
             let mut state = self.lock();
             for job in jobs {
-                insert(&mut state, job);
+                state.offer(job);
             }
             self.publish(&state);
         }
@@ -321,5 +428,12 @@ impl JobQueue for LocalQueue {
         finish: Finish,
     ) -> BoxFuture<'a, Result<(), WriteError>> {
         Box::pin(std::future::ready(self.end(job, finish)))
+    }
+
+    fn reload_pauses<'a>(
+        &'a self,
+        reads: &'a SqlitePool,
+    ) -> BoxFuture<'a, Result<(), sqlx::Error>> {
+        Box::pin(self.reload(reads))
     }
 }

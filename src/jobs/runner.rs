@@ -1,6 +1,6 @@
 //! Workers: take a job from the [`JobQueue`], run its handler, record the outcome (done, retry
 //! later, dead). On shutdown each finishes the job it holds. One more task takes the manual
-//! retries other processes leave for the server.
+//! retries and route pauses other processes leave for the server.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,6 +51,9 @@ impl Runner {
         loop {
             if let Err(err) = self.queue.take_requests(&self.reads).await {
                 tracing::warn!(error = %err, "jobs: cannot read manual retries");
+            }
+            if let Err(err) = self.queue.take_pause_requests(&self.reads).await {
+                tracing::warn!(error = %err, "jobs: cannot read route pauses");
             }
             tokio::select! {
                 () = tokio::time::sleep(poll) => {}

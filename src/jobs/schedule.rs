@@ -197,6 +197,47 @@ impl Schedule {
         }
     }
 
+    /// Whether job `id` is taken by a worker.
+    pub fn is_running(&self, id: i64) -> bool {
+        let Some(slot) = self.slots.get(&id) else {
+            return false;
+        };
+        match &slot.ordering_key {
+            // A job without a lane waits in `eligible` until it is taken.
+            None => !self.eligible.contains(&slot.due_key()),
+            Some(key) => self.lanes.get(key).is_some_and(|l| l.running == Some(id)),
+        }
+    }
+
+    /// Takes a waiting job out of the schedule (its route is paused) and returns it; its
+    /// lane's next job may then run. A running job is left alone (`None`).
+    pub fn remove_waiting(&mut self, id: i64) -> Option<Slot> {
+        if self.is_running(id) {
+            return None;
+        }
+        let slot = self.slots.remove(&id)?;
+        self.eligible.remove(&slot.due_key());
+        if let Some(key) = &slot.ordering_key {
+            let mut emptied = false;
+            let mut next = None;
+            if let Some(lane) = self.lanes.get_mut(key) {
+                let was_head = lane.jobs.first() == Some(&slot.lane_key());
+                lane.jobs.remove(&slot.lane_key());
+                emptied = lane.jobs.is_empty();
+                if was_head && lane.running.is_none() {
+                    next = lane.jobs.first().map(|k| k.2);
+                }
+            }
+            if emptied {
+                self.lanes.remove(key);
+            }
+            if let Some(next) = next {
+                self.make_eligible(next);
+            }
+        }
+        Some(slot)
+    }
+
     fn make_eligible(&mut self, id: i64) {
         if let Some(slot) = self.slots.get(&id) {
             self.eligible.insert(slot.due_key());
@@ -292,6 +333,36 @@ mod tests {
         assert!(!s.insert(slot(1, Some("a"), 0, 0)));
         s.reschedule(1, 5);
         assert_eq!(drain(&mut s, 5), vec![1]);
+    }
+
+    #[test]
+    fn a_waiting_job_is_taken_out_and_its_lane_goes_on_but_a_running_one_stays() {
+        let mut s = Schedule::new();
+        s.insert(slot(1, Some("c"), 10, 0));
+        s.insert(slot(2, Some("c"), 20, 0));
+        s.insert(slot(3, None, 30, 0));
+        s.insert(slot(4, None, 40, 0));
+        assert_eq!(s.take_due(0), Some(1));
+        assert_eq!(s.take_due(0), Some(3));
+        assert!(s.is_running(1) && s.is_running(3) && !s.is_running(4));
+        assert_eq!(s.remove_waiting(1), None, "running");
+        assert_eq!(s.remove_waiting(3), None, "running");
+        assert_eq!(s.remove_waiting(2).map(|s| s.id), Some(2));
+        assert_eq!(s.remove_waiting(4).map(|s| s.id), Some(4));
+        assert_eq!((s.len(), s.running(), s.queued()), (2, 2, 0));
+        s.complete(1);
+        s.complete(3);
+        assert!(s.is_empty());
+        assert_eq!(s.next_due(), None);
+
+        s.insert(slot(5, Some("d"), 10, 0));
+        s.insert(slot(6, Some("d"), 20, 0));
+        s.remove_waiting(5);
+        assert_eq!(
+            drain(&mut s, 0),
+            vec![6],
+            "the lane's next job is its head now"
+        );
     }
 
     #[test]

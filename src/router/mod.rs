@@ -196,6 +196,18 @@ impl Route {
             && self.backfilled.is_none_or(|want| event.backfilled == want)
     }
 
+    /// Its event types (`on`), as configured.
+    pub fn on(&self) -> Vec<String> {
+        self.on
+            .iter()
+            .map(|pattern| match pattern {
+                EventPattern::Any => "*".to_owned(),
+                EventPattern::Exact(e) => e.clone(),
+                EventPattern::Prefix(p) => format!("{p}*"),
+            })
+            .collect()
+    }
+
     /// Only inbound messages are debounced; everything else is handled at once.
     pub fn buffers(&self, event_type: &str) -> bool {
         self.buffer.enabled && event_type == "whatsapp.message.received"
@@ -221,6 +233,11 @@ impl Router {
 
     pub fn is_empty(&self) -> bool {
         self.routes.is_empty()
+    }
+
+    /// Every route, in config order.
+    pub fn routes(&self) -> &[Route] {
+        &self.routes
     }
 
     pub fn get(&self, name: &str) -> Option<&Route> {

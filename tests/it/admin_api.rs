@@ -27,7 +27,7 @@ fn admin_config(rest: &str) -> String {
 }
 
 /// Every admin route, as (method, path).
-const ROUTES: [(&str, &str); 11] = [
+const ROUTES: [(&str, &str); 14] = [
     ("GET", "/admin/api/events"),
     ("POST", "/admin/api/events/1/replay"),
     ("GET", "/admin/api/conversations"),
@@ -38,6 +38,9 @@ const ROUTES: [(&str, &str); 11] = [
     ("GET", "/admin/api/jobs/1"),
     ("POST", "/admin/api/jobs/1/retry"),
     ("POST", "/admin/api/jobs/retry"),
+    ("GET", "/admin/api/routes"),
+    ("POST", "/admin/api/routes/ack/pause"),
+    ("POST", "/admin/api/routes/ack/resume"),
     ("GET", "/admin/api/no-such-route"),
 ];
 

@@ -1,6 +1,6 @@
 //! The web console at `/admin` over real HTTP: sign-in with the token (posted, never in a URL),
-//! the session cookie, stored customer text shown as text, and a dead job retried from the
-//! page with its CSRF token (refused without it). The browser tests drive the same pages.
+//! the session cookie, stored customer text shown as text, a dead job retried from the page
+//! with its CSRF token (refused without it), and a route paused and resumed the same way. The browser tests drive the same pages.
 
 use std::time::Duration;
 
@@ -142,4 +142,85 @@ async fn stored_markup_is_shown_as_text_and_a_dead_job_is_retried_with_the_form_
     assert_eq!(done.status(), 303);
     let sends = sim.wait_for_sends(1, WAIT).await;
     assert_eq!(sends[0].body["text"]["body"], "sorry for the wait");
+}
+
+#[tokio::test]
+async fn a_route_is_paused_and_resumed_from_the_routes_page_with_the_form_token() {
+    let sim = sim().await;
+    let app = TestApp::spawn_with(&pipeline_config(
+        &sim,
+        &format!(
+            "\n[admin]\ntoken = \"{TOKEN}\"\n[[routes]]\nname = \"ack <b>\"\non = \"whatsapp.message.received\"\nhandler = {{ kind = \"reply\", text = \"got it\" }}\n"
+        ),
+    ))
+    .await;
+    let cookie = sign_in(&app).await;
+    let (status, overview) = page(&app, "/admin", &cookie).await;
+    assert_eq!(status, 200);
+    assert!(
+        overview.contains("href=\"/admin/routes\""),
+        "linked in the nav"
+    );
+    let (status, routes) = page(&app, "/admin/routes", &cookie).await;
+    assert_eq!(status, 200);
+    assert!(
+        routes.contains("ack &lt;b&gt;") && !routes.contains("ack <b>"),
+        "{routes}"
+    );
+    assert!(
+        routes.contains("action=\"/admin/routes/pause\""),
+        "{routes}"
+    );
+    let csrf = csrf_of(&routes);
+    let change = |action: &'static str, token: String| {
+        let app_url = app.base_url.clone();
+        let cookie = cookie.clone();
+        async move {
+            client()
+                .post(format!("{app_url}/admin/routes/{action}"))
+                .header("cookie", cookie)
+                .form(&[("csrf", token.as_str()), ("route", "ack <b>")])
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(change("pause", "forged".to_owned()).await.status(), 403);
+    assert_eq!(
+        app.count("route_pauses").await,
+        0,
+        "a forged form changes nothing"
+    );
+    let paused = change("pause", csrf.clone()).await;
+    assert_eq!(paused.status(), 303);
+    assert_eq!(app.count("route_pauses").await, 1);
+    let body = text_at("wamid.CP", "conv-cp", "hello", 1_764_098_000, false);
+    assert_eq!(app.deliver("whatsapp.message.received", &body).await, 200);
+    // The job is created (Queued 1) and waits.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut routes = String::new();
+    while !routes.contains("<td>1</td>") {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no job created: {routes}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        routes = page(&app, "/admin/routes", &cookie).await.1;
+    }
+    assert!(sim.sends().is_empty(), "the paused route's job waits");
+    assert!(
+        routes.contains("paused</span>") && routes.contains("by console"),
+        "{routes}"
+    );
+    assert!(
+        routes.contains("action=\"/admin/routes/resume\""),
+        "{routes}"
+    );
+
+    assert_eq!(change("resume", "forged".to_owned()).await.status(), 403);
+    assert_eq!(app.count("route_pauses").await, 1);
+    assert_eq!(change("resume", csrf).await.status(), 303);
+    let sends = sim.wait_for_sends(1, WAIT).await;
+    assert_eq!(sends[0].body["text"]["body"], "got it");
+    assert_eq!(settled_jobs(&app, 1).await[0].1, "done");
 }

@@ -26,6 +26,7 @@ mod pipeline;
 mod readme;
 mod resends;
 mod retention;
+mod routes;
 mod server_process;
 mod storage;
 mod sync;
