@@ -224,10 +224,16 @@ impl LocalQueue {
         if !store::has_requests(reads).await? {
             return Ok(0);
         }
-        let ids = self
+        let requests = self
             .writes
             .write(|conn| Box::pin(async move { store::take_requests(conn).await }))
             .await?;
+        let ids: Vec<i64> = requests.iter().map(|(id, _)| *id).collect();
+        let were_dead: std::collections::HashSet<i64> = requests
+            .iter()
+            .filter(|(_, was_dead)| *was_dead)
+            .map(|(id, _)| *id)
+            .collect();
         let jobs = store::queued_by_id(reads, &ids).await?;
         let count = jobs.len();
         {
@@ -243,7 +249,10 @@ impl LocalQueue {
                     // Held, its route paused: it keeps waiting, with its new budget.
                     state.offer(job);
                 } else {
-                    self.dead.fetch_sub(1, Ordering::Relaxed);
+                    // A dead job retried, or a new one (a replay's).
+                    if were_dead.contains(&id) {
+                        self.dead.fetch_sub(1, Ordering::Relaxed);
+                    }
                     state.offer(job);
                 }
             }

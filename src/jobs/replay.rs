@@ -109,7 +109,7 @@ impl Replayer<'_> {
         job_store::mark_replay(&mut tx, &ids).await?;
         if let Schedule::ByRequest = self.schedule {
             for id in &ids {
-                job_store::request_run(&mut tx, *id, now).await?;
+                job_store::request_run(&mut tx, *id, now, false).await?;
             }
         }
         tx.commit().await?;

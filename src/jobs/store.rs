@@ -395,8 +395,8 @@ pub fn write_log<'c>(
 }
 
 /// Takes the manual retries queued for the running server (see [`retry_now`]).
-pub async fn take_requests(conn: &mut SqliteConnection) -> Result<Vec<i64>, sqlx::Error> {
-    sqlx::query_scalar("DELETE FROM job_requests RETURNING job_id")
+pub async fn take_requests(conn: &mut SqliteConnection) -> Result<Vec<(i64, bool)>, sqlx::Error> {
+    sqlx::query_as("DELETE FROM job_requests RETURNING job_id, was_dead")
         .fetch_all(conn)
         .await
 }
@@ -413,6 +413,10 @@ pub async fn has_requests(pool: &SqlitePool) -> Result<bool, sqlx::Error> {
 /// is running or done.
 pub async fn retry_now(pool: &SqlitePool, id: i64, now: i64) -> Result<bool, sqlx::Error> {
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let was: Option<String> = sqlx::query_scalar("SELECT state FROM jobs WHERE id = ?1")
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
     let result = sqlx::query(
         "UPDATE jobs SET state = 'queued', attempts = 0, run_at = ?1,
                          finished_at = NULL, updated_at = ?1
@@ -425,24 +429,28 @@ pub async fn retry_now(pool: &SqlitePool, id: i64, now: i64) -> Result<bool, sql
     if result.rows_affected() != 1 {
         return Ok(false);
     }
-    request_run(&mut tx, id, now).await?;
+    request_run(&mut tx, id, now, was.as_deref() == Some("dead")).await?;
     tx.commit().await?;
     Ok(true)
 }
 
-/// Asks a running server to schedule queued job `id` (`job_requests`); a server that is not
-/// running loads every queued job when it starts. Part of the caller's transaction.
+/// Asks a running server to schedule queued job `id` (`job_requests`), saying whether it was
+/// dead until now; a server that is not running loads every queued job when it starts. Part of
+/// the caller's transaction.
 pub async fn request_run(
     conn: &mut SqliteConnection,
     id: i64,
     now: i64,
+    was_dead: bool,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO job_requests (job_id, requested_at) VALUES (?1, ?2)
-         ON CONFLICT (job_id) DO UPDATE SET requested_at = excluded.requested_at",
+        "INSERT INTO job_requests (job_id, requested_at, was_dead) VALUES (?1, ?2, ?3)
+         ON CONFLICT (job_id) DO UPDATE SET requested_at = excluded.requested_at,
+                                            was_dead = max(was_dead, excluded.was_dead)",
     )
     .bind(id)
     .bind(now)
+    .bind(was_dead)
     .execute(conn)
     .await?;
     Ok(())

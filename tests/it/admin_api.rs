@@ -380,4 +380,10 @@ async fn the_cli_replays_through_the_same_operation_and_the_running_server_runs_
         sends[1].body["text"]["body"], "got it",
         "the server ran the replayed job"
     );
+    // The replayed job was never dead: the count of dead jobs stays at zero.
+    let metrics = app.metrics().await;
+    assert!(
+        metrics.contains("switchboard_jobs{state=\"dead\"} 0"),
+        "{metrics}"
+    );
 }
