@@ -25,6 +25,12 @@ pub struct EventsQuery {
     /// Only flagged events.
     #[serde(default)]
     flagged: bool,
+    /// Only events carrying this flag (`backfilled`, `unknown_event_type`, ...).
+    flag: Option<String>,
+    /// Received at or after: RFC 3339 (`2026-12-02T10:00:00Z`) or Unix milliseconds.
+    since: Option<String>,
+    /// Received before: RFC 3339 or Unix milliseconds.
+    until: Option<String>,
     /// The `next` cursor of the previous page.
     before: Option<i64>,
     limit: Option<i64>,
@@ -42,12 +48,32 @@ pub async fn list(
         flagged_only: query.flagged,
         conversation_id: query.conversation,
         text: query.text.filter(|t| !t.is_empty()),
+        flag: query.flag.filter(|f| !f.is_empty()),
+        received_since_ms: time_param("since", query.since.as_deref())?,
+        received_until_ms: time_param("until", query.until.as_deref())?,
         before_id: query.before,
         limit,
     };
     let events = inbox_store::list_events(&state.reads, &filter).await?;
     let next = next_cursor(events.len(), limit, events.last().map(|e| e.id));
     Ok(Json(json!({ "events": events, "next": next })))
+}
+
+/// A time parameter as Unix ms: RFC 3339 or Unix milliseconds; 400 naming `name` otherwise.
+fn time_param(name: &str, value: Option<&str>) -> Result<Option<i64>, ApiError> {
+    let Some(text) = value.map(str::trim).filter(|t| !t.is_empty()) else {
+        return Ok(None);
+    };
+    if let Ok(ms) = text.parse::<i64>() {
+        return Ok(Some(ms));
+    }
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .map(|at| Some(i64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)))
+        .map_err(|_| {
+            ApiError::bad_request(format!(
+                "{name} must be an RFC 3339 time (2026-12-02T10:00:00Z) or Unix milliseconds"
+            ))
+        })
 }
 
 /// The cursor of the page after one of `len` rows whose last id is `last`: none after a short

@@ -12,6 +12,18 @@ use crate::inbox::store::{self, EventFilter, QuarantineEntry};
 use crate::jobs::replay::{Replayer, Schedule};
 use crate::router::Router;
 
+/// `--since`: a duration such as `30m`, `6h` or `2d`, in milliseconds.
+fn duration_ms(text: &str) -> anyhow::Result<i64> {
+    use crate::config::retention::Age;
+    match Age::parse(text) {
+        Ok(age @ Age(Some(_))) => Ok(crate::config::catch_up::age_ms(age)),
+        Ok(Age(None)) => {
+            anyhow::bail!("--since {text}: give a duration such as \"30m\", \"6h\" or \"2d\"")
+        }
+        Err(message) => anyhow::bail!("--since: {message}"),
+    }
+}
+
 /// Widest message text shown in the table.
 const TEXT_WIDTH: usize = 40;
 
@@ -66,16 +78,25 @@ pub async fn events(pool: &SqlitePool, command: EventsCommand) -> anyhow::Result
             event_type,
             conversation,
             text,
+            flag,
+            since,
             limit,
             json,
             ..
         } => {
+            let received_since_ms = match since.as_deref() {
+                None => None,
+                Some(text) => Some(crate::clock::now_ms().saturating_sub(duration_ms(text)?)),
+            };
             let filter = EventFilter {
                 webhook,
                 event_type,
                 flagged_only: flagged,
                 conversation_id: conversation,
                 text,
+                flag,
+                received_since_ms,
+                received_until_ms: None,
                 before_id: None,
                 limit,
             };

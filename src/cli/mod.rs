@@ -163,6 +163,12 @@ pub enum EventsCommand {
         /// Only events whose payload contains this text (as Kapso sent it; case-sensitive).
         #[arg(long)]
         text: Option<String>,
+        /// Only events carrying this flag, e.g. `backfilled` (recovered by catch-up).
+        #[arg(long)]
+        flag: Option<String>,
+        /// Only events received within this long before now, e.g. `30m`, `6h`, `2d`.
+        #[arg(long, value_name = "DURATION")]
+        since: Option<String>,
         /// Show at most this many events.
         #[arg(long, default_value_t = 50)]
         limit: i64,

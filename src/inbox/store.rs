@@ -288,6 +288,12 @@ pub struct EventFilter {
     pub conversation_id: Option<String>,
     /// Text the stored payload contains (as Kapso sent it; case-sensitive).
     pub text: Option<String>,
+    /// Only events carrying this flag (e.g. `backfilled`, `unknown_event_type`).
+    pub flag: Option<String>,
+    /// Only events received at or after this time (Unix ms).
+    pub received_since_ms: Option<i64>,
+    /// Only events received before this time (Unix ms).
+    pub received_until_ms: Option<i64>,
     /// Only events with an id below this (the cursor of the next page).
     pub before_id: Option<i64>,
     pub limit: i64,
@@ -325,6 +331,18 @@ pub async fn list_events(
             .push(" AND instr(payload, ")
             .push_bind(text)
             .push(") > 0");
+    }
+    if let Some(flag) = &filter.flag {
+        query
+            .push(" AND instr(',' || flags || ',', ',' || ")
+            .push_bind(flag)
+            .push(" || ',') > 0");
+    }
+    if let Some(since) = filter.received_since_ms {
+        query.push(" AND received_at >= ").push_bind(since);
+    }
+    if let Some(until) = filter.received_until_ms {
+        query.push(" AND received_at < ").push_bind(until);
     }
     if let Some(before) = filter.before_id {
         query.push(" AND id < ").push_bind(before);

@@ -127,6 +127,91 @@ async fn events_are_found_by_text_and_paged_newest_first() {
 }
 
 #[tokio::test]
+async fn events_are_found_by_flag_and_by_when_they_arrived() {
+    let app = TestApp::spawn_with(&admin_config("")).await;
+    for (wamid, text) in [("wamid.OLD", "an hour ago"), ("wamid.NEW", "just now")] {
+        let body = message_received(wamid, "conv-w", text);
+        assert_eq!(app.deliver("whatsapp.message.received", &body).await, 200);
+    }
+    // An event type Kapso may add later: stored, flagged `unknown_event_type`.
+    let odd = serde_json::json!({"message": {"id": "wamid.ODD"}, "phone_number_id": "1"});
+    assert_eq!(app.deliver("whatsapp.something.new", &odd).await, 200);
+    let pool = app.db().await;
+    sqlx::query(
+        "UPDATE events SET received_at = received_at - 3600000 WHERE message_id = 'wamid.OLD'",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    let ids = |page: &Value| -> Vec<String> {
+        page["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["message_id"].as_str().unwrap_or("-").to_owned())
+            .collect()
+    };
+
+    let flagged = get_json(&app, "/admin/api/events?flag=unknown_event_type").await;
+    assert_eq!(ids(&flagged), ["wamid.ODD"]);
+    assert_eq!(
+        ids(&get_json(&app, "/admin/api/events?flag=backfilled").await),
+        Vec::<String>::new()
+    );
+
+    let half_an_hour_ago = switchboard::clock::now_ms() - 30 * 60_000;
+    let since = switchboard::window::format_rfc3339(half_an_hour_ago).unwrap();
+    let recent = get_json(
+        &app,
+        &format!("/admin/api/events?type=whatsapp.message.*&since={since}"),
+    )
+    .await;
+    assert_eq!(ids(&recent), ["wamid.NEW"]);
+    let older = get_json(&app, &format!("/admin/api/events?until={half_an_hour_ago}")).await;
+    assert_eq!(ids(&older), ["wamid.OLD"]);
+
+    let bad = call(
+        &app,
+        "GET",
+        "/admin/api/events?since=yesterday",
+        Some(TOKEN),
+    )
+    .await;
+    assert_eq!(bad.status(), 400);
+    let bad: Value = bad.json().await.unwrap();
+    assert!(
+        bad["error"]
+            .as_str()
+            .unwrap()
+            .contains("since must be an RFC 3339 time"),
+        "{bad}"
+    );
+
+    // The CLI filters the same way.
+    let config = app.config_path();
+    let out = crate::cli::switchboard(&[
+        "events",
+        "list",
+        "--since",
+        "30m",
+        "--flag",
+        "unknown_event_type",
+        "--json",
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(listed[0]["message_id"], "wamid.ODD");
+}
+
+#[tokio::test]
 async fn a_dead_job_is_seen_with_its_event_and_retried_until_the_reply_is_sent() {
     let sim = sim().await;
     refuse_next_send(&sim);
