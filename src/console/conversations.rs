@@ -166,9 +166,12 @@ fn is_status(event: &TimelineEvent) -> bool {
 }
 
 fn event_line(event: &TimelineEvent) -> Line {
+    // Its own time, but never after this server received it: a sender's clock ahead of ours
+    // must not put a message after the reply it got (replies are timed by our clock).
     let at_ms = event
         .occurred_at
-        .map_or(event.received_at, |s| s.saturating_mul(1000));
+        .map_or(event.received_at, |s| s.saturating_mul(1000))
+        .min(event.received_at);
     let from = match event.direction.as_deref() {
         Some("inbound") => "customer",
         Some("outbound") => "us",
@@ -200,7 +203,7 @@ fn event_line(event: &TimelineEvent) -> Line {
 
 fn outbound_line(row: &OutboundRow, status: &Option<String>) -> Line {
     let at_ms = row.sent_at.unwrap_or(row.created_at);
-    // Not sent yet: the ledger's state (planned, ...) until Kapso answers.
+    // No status event yet: the ledger's state (`pending` until Kapso accepts it, then `sent`).
     let status = status.as_deref().unwrap_or(row.state.as_str());
     Line {
         at_ms,
@@ -243,6 +246,57 @@ fn outbound_text(body: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::window::Window;
+
+    #[test]
+    fn a_message_stamped_ahead_of_our_clock_still_comes_before_its_reply() {
+        let received_at = 1_000_000;
+        let inbound = TimelineEvent {
+            id: 1,
+            event_type: "whatsapp.message.received".into(),
+            direction: Some("inbound".into()),
+            message_id: Some("wamid.in".into()),
+            message_type: Some("text".into()),
+            // The sender's clock is 10 s ahead of ours.
+            occurred_at: Some((received_at + 10_000) / 1000),
+            received_at,
+            text: Some("hello".into()),
+            flags: None,
+        };
+        let read = TimelineEvent {
+            id: 2,
+            event_type: "whatsapp.message.read".into(),
+            direction: Some("outbound".into()),
+            message_id: Some("wamid.out".into()),
+            occurred_at: Some((received_at + 12_000) / 1000),
+            received_at: received_at + 3_000,
+            text: None,
+            ..inbound.clone()
+        };
+        let reply = OutboundRow {
+            id: 1,
+            job_id: 7,
+            seq: 0,
+            phone_number_id: "1".into(),
+            action: "send".into(),
+            state: "sent".into(),
+            wamid: Some("wamid.out".into()),
+            created_at: received_at + 500,
+            sent_at: Some(received_at + 1_000),
+            body: r#"{"type":"text","text":{"body":"hi there"}}"#.into(),
+        };
+        let view = ConversationView {
+            events: vec![inbound, read],
+            outbound: vec![(reply, Some("read".into()))],
+            window: Window::default(),
+            open: None,
+        };
+        let lines = lines(&view);
+        assert_eq!(lines.len(), 2, "the read status is shown on the reply");
+        assert!(lines[0].cells[3].contains("hello"));
+        assert!(lines[1].cells[3].contains("hi there"));
+        assert!(lines[1].cells[4].contains("read"));
+    }
 
     #[test]
     fn our_message_is_described_by_its_text_or_template() {

@@ -36,8 +36,13 @@ pub async fn list(
             ]
         })
         .collect();
+    let empty = if rows.is_empty() {
+        "<p class=\"notice\">Nothing is quarantined.</p>"
+    } else {
+        ""
+    };
     let body = format!(
-        "<p class=\"hint\">Bodies switchboard could not understand: kept raw, never routed, \
+        "{empty}<p class=\"hint\">Bodies switchboard could not understand: kept raw, never routed, \
          deleted after <code>retention.quarantine</code>. <code>switchboard events show \
          --quarantined ID</code> prints a whole body.</p>{}",
         table(

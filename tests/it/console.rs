@@ -240,6 +240,11 @@ async fn every_page_needs_a_session_and_carries_the_security_headers() {
             "{path}: the menu"
         );
     }
+    let (_, quarantine) = page(&app, "/admin/quarantine", &cookie).await;
+    assert!(
+        quarantine.contains("Nothing is quarantined."),
+        "{quarantine}"
+    );
     let missing = get(&app, "/admin/conversations/conv-none", &cookie).await;
     assert_eq!(missing.status(), 404);
     for asset in ["/admin/assets/console.css", "/admin/assets/console.js"] {
