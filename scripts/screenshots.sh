@@ -3,11 +3,12 @@
 # database (a conversation, a debounced burst, a failed message and its template), serves that
 # database with the console on and Kapso unreachable, posts one more message with `switchboard
 # simulate` (its reply cannot be sent, so its job is dead), then drives headless Chromium through
-# chromedriver (WebDriver over curl) to sign in and capture the pages.
+# chromedriver (WebDriver over curl) to sign in and capture the pages: the overview, events, one
+# event's path, its conversation's timeline, jobs, quarantine, and two pages at phone width.
 #
 #   scripts/screenshots.sh            # debug build; PROFILE=release for the release one
 #
-# Needs cargo, curl, jq, base64, chromium and chromedriver (Debian: apt-get install chromium
+# Needs cargo, curl, jq, base64, openssl, chromium and chromedriver (Debian: apt-get install chromium
 # chromium-driver). SHOTS_LISTEN (default 127.0.0.1:18089) and SHOTS_DRIVER_PORT (default 19515)
 # must be free. Everything stays on 127.0.0.1; nothing is sent anywhere.
 set -euo pipefail
@@ -22,7 +23,7 @@ DRIVER="http://127.0.0.1:$DRIVER_PORT"
 
 log() { printf 'screenshots: %s\n' "$*" >&2; }
 
-for tool in cargo curl jq base64 chromedriver; do
+for tool in cargo curl jq base64 openssl chromedriver; do
   if ! command -v "$tool" >/dev/null 2>&1; then
     log "$tool is required (chromedriver: apt-get install chromium chromium-driver)"
     exit 1
@@ -136,8 +137,18 @@ dead_job() {
     | jq -e '.jobs | length > 0'
 }
 poll 30 "a dead job" dead_job
-EVENT_ID="$(curl -sf -H "Authorization: Bearer $TOKEN" "$BASE/admin/api/events?text=can%20you%20check" \
-  | jq -r '.events[0].id')"
+# A body cut short in transit, signed as Kapso signs: no parser understands it, so it is
+# quarantined (for the quarantine page).
+CUT='{"message": {"id": "wamid.cut", "type": "text", "text": {"body": "Do you ship to Po'
+SIGNATURE="$(printf '%s' "$CUT" | openssl dgst -sha256 -hmac whsec_screenshots_only -r | cut -d' ' -f1)"
+curl -sf -o /dev/null -X POST --data-binary "$CUT" -H 'content-type: application/json' \
+  -H "x-webhook-signature: $SIGNATURE" -H 'x-webhook-event: whatsapp.message.received' \
+  -H 'x-webhook-payload-version: v2' -H 'x-idempotency-key: screenshots-cut-body' "$BASE/webhooks/acme"
+
+EVENT="$(curl -sf -H "Authorization: Bearer $TOKEN" "$BASE/admin/api/events?text=can%20you%20check" \
+  | jq -c '.events[0]')"
+EVENT_ID="$(jq -r '.id' <<<"$EVENT")"
+CONVERSATION="$(jq -r '.conversation_id | @uri' <<<"$EVENT")"
 
 log "starting chromedriver on $DRIVER"
 chromedriver --port="$DRIVER_PORT" >"$WORKDIR/chromedriver.log" 2>&1 &
@@ -183,6 +194,14 @@ case "$title" in
   *) log "signing in failed: the page is $title"; exit 1 ;;
 esac
 
+# The overview's chart draws a point per sample (one every 5 s): wait for three.
+chart_drawn() {
+  wd POST /url "$(jq -nc --arg url "$BASE/admin" '{url: $url}')" >/dev/null
+  wd POST /execute/sync '{"script": "return document.querySelector(\"polyline\").getAttribute(\"points\").split(\" \").length >= 3", "args": []}' \
+    | jq -e .
+}
+poll 30 "the overview's chart" chart_drawn
+
 # shot PATH FILE WIDTH HEIGHT: the page at PATH, WIDTH x HEIGHT CSS pixels, into $OUT/FILE.
 shot() {
   wd POST /window/rect "$(jq -nc --argjson w "$3" --argjson h "$4" '{width: $w, height: $h}')" >/dev/null
@@ -195,7 +214,10 @@ shot /admin overview.png 1280 800
 shot /admin/events events.png 1280 800
 shot "/admin/events/$EVENT_ID" event.png 1280 800
 shot /admin/jobs jobs.png 1280 800
+shot "/admin/conversations/$CONVERSATION" conversation.png 1280 800
+shot /admin/quarantine quarantine.png 1280 800
 shot "/admin/events/$EVENT_ID" phone-event.png 390 844
+shot /admin/events phone-events.png 390 844
 
 wd DELETE "" >/dev/null
 log "done"

@@ -243,7 +243,13 @@ impl App {
                 .public_url
                 .as_deref()
                 .is_some_and(|url| url.starts_with("https://"));
-            let console = console::router(console::ConsoleState::new(api.clone(), secure_cookie));
+            let live = console::LiveSources {
+                metrics: self.metrics.clone(),
+                webhook_sync: self.webhook_sync.subscribe(),
+                catch_up: self.catch_up_status.subscribe(),
+            };
+            let console =
+                console::router(console::ConsoleState::new(api.clone(), live, secure_cookie));
             admin_api::router(api).merge(console)
         });
         let with_admin_api = |router: Router| match &admin_api {

@@ -112,6 +112,18 @@ pub struct Metrics {
     pub webhook_sync_changes: Family<ActionLabels, Counter>,
     /// `catch_up_runs`, `catch_up_events`, `catch_up_last_run_timestamp_seconds`.
     pub catch_up: crate::catch_up::serve::CatchUpMetrics,
+    /// Sums over every label, for the console's live overview (not exported).
+    pub totals: Totals,
+}
+
+/// Counters summed over their labels (a `Family` cannot be summed), kept beside the exported
+/// ones: the console samples them to draw throughput.
+#[derive(Debug, Default)]
+pub struct Totals {
+    /// Webhook deliveries, whatever their result.
+    pub deliveries: Counter,
+    /// Jobs finished `done`.
+    pub jobs_done: Counter,
 }
 
 /// From no wait to the minutes a large backlog on one number can mean.
@@ -279,6 +291,7 @@ impl Metrics {
             webhook_sync_last_success,
             webhook_sync_changes,
             catch_up,
+            totals: Totals::default(),
             sends_throttled,
             send_pacing_wait,
             http_body_bytes,
@@ -301,6 +314,7 @@ impl Metrics {
     }
 
     pub fn count_delivery(&self, webhook: &str, result: &str) {
+        self.totals.deliveries.inc();
         self.deliveries
             .get_or_create(&DeliveryLabels {
                 webhook: webhook.to_owned(),
@@ -325,6 +339,9 @@ impl Metrics {
             outcome: outcome.to_owned(),
         };
         self.job_runs.get_or_create(&labels).inc();
+        if outcome == "done" {
+            self.totals.jobs_done.inc();
+        }
         self.job_duration
             .get_or_create(&labels)
             .observe(elapsed.as_secs_f64());
@@ -381,6 +398,15 @@ impl Metrics {
                 })
                 .inc();
         }
+    }
+
+    /// The `jobs` gauge of `state` (`queued`, `running`, `dead`), kept by the job queue.
+    pub fn jobs_in(&self, state: &str) -> i64 {
+        self.jobs
+            .get(&StateLabels {
+                state: state.to_owned(),
+            })
+            .map_or(0, |gauge| gauge.get())
     }
 
     /// The registry in the Prometheus/OpenMetrics text format.

@@ -20,6 +20,7 @@ use sqlx::SqlitePool;
 use crate::secret::Secret;
 
 pub use auth::{same_bytes, Token};
+pub use conversations::ConversationView;
 pub use error::ApiError;
 
 /// Most rows one page of a list returns.

@@ -35,6 +35,7 @@ pub fn page(title: &str, csrf: Option<&str>, body: &str) -> String {
         let _ = write!(
             html,
             "<nav><a href=\"/admin\">Overview</a> <a href=\"/admin/events\">Events</a> \
+             <a href=\"/admin/conversations\">Conversations</a> <a href=\"/admin/quarantine\">Quarantine</a> \
              <a href=\"/admin/jobs?state=dead\">Dead jobs</a> <a href=\"/admin/routes\">Routes</a> \
              <form method=\"post\" action=\"/admin/logout\" class=\"inline\">\
              <input type=\"hidden\" name=\"csrf\" value=\"{}\">\
@@ -50,7 +51,9 @@ pub fn page(title: &str, csrf: Option<&str>, body: &str) -> String {
     html
 }
 
-/// A table with `headers` and rows of cells that are already HTML.
+/// A table with `headers` and rows of cells that are already HTML. Each cell carries its
+/// column's header (`data-label`): on a narrow screen the stylesheet stacks a row's cells, each
+/// under its label, instead of letting the row run off to the right.
 pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     let mut html = String::from("<table><thead><tr>");
     for header in headers {
@@ -59,13 +62,30 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     html.push_str("</tr></thead><tbody>");
     for row in rows {
         html.push_str("<tr>");
-        for cell in row {
-            let _ = write!(html, "<td>{cell}</td>");
+        for (i, cell) in row.iter().enumerate() {
+            let label = headers.get(i).copied().unwrap_or("");
+            let _ = write!(html, "<td data-label=\"{}\">{cell}</td>", escape(label));
         }
         html.push_str("</tr>");
     }
     html.push_str("</tbody></table>");
     html
+}
+
+/// `text` as one path segment of a URL: every byte but the unreserved ones percent-encoded.
+pub fn path_segment(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                out.push(char::from(byte));
+            }
+            _ => {
+                let _ = write!(out, "%{byte:02X}");
+            }
+        }
+    }
+    out
 }
 
 /// `ms` (Unix milliseconds) as UTC text.
@@ -85,5 +105,11 @@ mod tests {
         );
         let html = page("<b>", None, "");
         assert!(html.contains("<title>&lt;b&gt; · switchboard</title>"));
+    }
+
+    #[test]
+    fn a_path_segment_keeps_only_unreserved_bytes() {
+        assert_eq!(path_segment("conv-1_a.b~"), "conv-1_a.b~");
+        assert_eq!(path_segment("a/b?c d\"é"), "a%2Fb%3Fc%20d%22%C3%A9");
     }
 }

@@ -81,7 +81,7 @@ pub(super) fn signed_in(
     }
 }
 
-fn event_rows(events: &[inbox_store::EventSummary]) -> Vec<Vec<String>> {
+pub(super) fn event_rows(events: &[inbox_store::EventSummary]) -> Vec<Vec<String>> {
     events
         .iter()
         .map(|e| {
@@ -90,14 +90,17 @@ fn event_rows(events: &[inbox_store::EventSummary]) -> Vec<Vec<String>> {
                 escape(&time(e.received_at)),
                 escape(&e.event_type),
                 escape(&e.webhook),
-                escape(e.conversation_id.as_deref().unwrap_or("")),
+                e.conversation_id
+                    .as_deref()
+                    .map(super::conversations::link)
+                    .unwrap_or_default(),
                 escape(e.text.as_deref().unwrap_or("")),
             ]
         })
         .collect()
 }
 
-const EVENT_HEADERS: [&str; 6] = [
+pub(super) const EVENT_HEADERS: [&str; 6] = [
     "ID",
     "Received",
     "Type",
@@ -105,38 +108,6 @@ const EVENT_HEADERS: [&str; 6] = [
     "Conversation",
     "Message",
 ];
-
-pub async fn overview(
-    State(state): State<ConsoleState>,
-    headers: HeaderMap,
-) -> Result<Response, Refusal> {
-    let csrf = signed_in(&state, &headers, true)?;
-    let reads = &state.api.reads;
-    let counts = job_store::count_by_state(reads).await?;
-    let filter = EventFilter {
-        limit: 20,
-        ..EventFilter::default()
-    };
-    let events = inbox_store::list_events(reads, &filter).await?;
-    let jobs: Vec<Vec<String>> = counts
-        .iter()
-        .map(|(state, n)| {
-            vec![
-                format!("<a href=\"/admin/jobs?state={0}\">{0}</a>", escape(state)),
-                n.to_string(),
-            ]
-        })
-        .collect();
-    let body = format!(
-        "<h2>Jobs</h2>{}<h2>Latest events</h2>{}",
-        table(&["State", "Jobs"], &jobs),
-        table(&EVENT_HEADERS, &event_rows(&events))
-    );
-    Ok(respond(
-        StatusCode::OK,
-        page("Overview", Some(&csrf), &body),
-    ))
-}
 
 pub async fn events(
     State(state): State<ConsoleState>,
@@ -186,10 +157,14 @@ pub async fn event(
     let jobs = job_store::handling_event(reads, id).await?;
     let mut body = format!(
         "<dl><dt>Type</dt><dd>{}</dd><dt>Message</dt><dd class=\"message\">{}</dd>\
-         <dt>Conversation</dt><dd>{}</dd><dt>Received</dt><dd>{}</dd></dl>",
+         <dt>Conversation</dt><dd class=\"conversation\">{}</dd><dt>Received</dt><dd>{}</dd></dl>",
         escape(&event.event_type),
         escape(event.text.as_deref().unwrap_or("")),
-        escape(event.conversation_id.as_deref().unwrap_or("")),
+        event
+            .conversation_id
+            .as_deref()
+            .map(super::conversations::link)
+            .unwrap_or_default(),
         escape(&time(event.received_at)),
     );
     if let Some(d) = delivery {

@@ -104,3 +104,19 @@ pub async fn conversation_events(
         })
         .collect())
 }
+
+/// Newest events [`types_of_recent`] counts: a bounded read, whatever the history holds.
+pub const RECENT_TYPES_SCANNED: i64 = 1_000;
+
+/// Event types among the newest [`RECENT_TYPES_SCANNED`] events, most frequent first (read
+/// through the primary key: its cost does not grow with the table).
+pub async fn types_of_recent(pool: &SqlitePool) -> Result<Vec<(String, i64)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT event_type, COUNT(*) AS n
+         FROM (SELECT event_type FROM events ORDER BY id DESC LIMIT ?1)
+         GROUP BY event_type ORDER BY n DESC, event_type",
+    )
+    .bind(RECENT_TYPES_SCANNED)
+    .fetch_all(pool)
+    .await
+}

@@ -45,10 +45,14 @@ async fn sign_in(browser: &Browser, app: &TestApp) {
     heading_is(browser, "Overview").await;
 }
 
-/// Whether anything from stored text ran or was built as markup on the current page.
+/// Whether anything from stored text ran or was built as markup on the current page (the
+/// console's own script, which refreshes the overview, aside).
 async fn assert_inert(browser: &Browser) {
     let found = browser
-        .execute("return [typeof window.__xss, document.images.length, document.scripts.length]")
+        .execute(
+            "return [typeof window.__xss, document.images.length, \
+             Array.from(document.scripts).filter(s => !s.src.endsWith('/admin/assets/console.js')).length]",
+        )
         .await;
     assert_eq!(
         found,
@@ -228,5 +232,124 @@ async fn a_stored_script_is_shown_as_text_and_never_runs() {
     assert_eq!(browser.text_of("dd.message").await, XSS);
     assert!(browser.text_of("pre").await.contains("window.__xss=1"));
     assert_inert(&browser).await;
+    browser.quit().await;
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+#[tokio::test]
+async fn a_conversation_opened_from_its_event_shows_the_message_then_the_reply_and_the_overview_stays_live(
+) {
+    let sim = sim().await;
+    let app = TestApp::spawn_with(&pipeline_config(&sim, &admin(LATE_ROUTE))).await;
+    let now = unix_now();
+    let body = text_at(
+        "wamid.C1",
+        "conv-c",
+        "my card was charged twice",
+        now - 60,
+        false,
+    );
+    assert_eq!(app.deliver("whatsapp.message.received", &body).await, 200);
+    let sends = sim.wait_for_sends(1, WAIT).await;
+    assert_eq!(settled_jobs(&app, 1).await[0].1, "done");
+    let mut status = crate::payloads::message_status(&sends[0].wamid, "read");
+    status["conversation"]["id"] = "conv-c".into();
+    status["message"]["timestamp"] = now.to_string().into();
+    assert_eq!(app.deliver("whatsapp.message.read", &status).await, 200);
+    let browser = laptop().await;
+    sign_in(&browser, &app).await;
+
+    assert_eq!(
+        browser.find_all("svg#throughput polyline").await.len(),
+        2,
+        "the chart: deliveries and jobs done"
+    );
+    assert_eq!(browser.text_of("[data-live=deliveries_total]").await, "2");
+    // The page refreshes itself: a delivery made now shows without reloading.
+    let later = text_at("wamid.C2", "conv-z", "still there?", now, false);
+    assert_eq!(app.deliver("whatsapp.message.received", &later).await, 200);
+    browser
+        .wait_for_text(
+            "[data-live=deliveries_total]",
+            WAIT,
+            || async {},
+            |n| n == "3",
+        )
+        .await;
+    assert_inert(&browser).await;
+
+    browser
+        .goto(&format!("{}/admin/events?text=charged", app.base_url))
+        .await;
+    browser.click(&browser.find("tbody tr a").await).await;
+    heading_is(&browser, "Event 1").await;
+    browser
+        .click(&browser.find("dd.conversation a").await)
+        .await;
+    heading_is(&browser, "Conversation conv-c").await;
+    let rows = browser.find_all("tbody tr").await;
+    assert_eq!(
+        rows.len(),
+        2,
+        "the message and the reply (its status on it)"
+    );
+    let first = browser.text(&rows[0]).await;
+    let second = browser.text(&rows[1]).await;
+    assert!(
+        first.contains("customer") && first.contains("my card was charged twice"),
+        "{first}"
+    );
+    assert!(
+        second.contains("us") && second.contains("sorry for the wait") && second.contains("read"),
+        "{second}"
+    );
+    assert!(
+        browser.text_of("p.window").await.contains("Open until"),
+        "the 24-hour window"
+    );
+
+    browser
+        .click(&browser.find("nav form button[type=submit]").await)
+        .await;
+    heading_is(&browser, "Sign in").await;
+    browser
+        .goto(&format!("{}/admin/overview.json", app.base_url))
+        .await;
+    let refused = browser.text_of("body").await;
+    assert!(refused.contains("not signed in"), "{refused}");
+    browser.quit().await;
+}
+
+#[tokio::test]
+async fn on_a_phone_the_events_table_shows_the_message_text_without_scrolling_sideways() {
+    let app = TestApp::spawn_with(&admin("")).await;
+    let text = "the parcel arrived damaged, can I get a replacement?";
+    let body = text_at("wamid.M1", "conv-m", text, 1_764_098_000, false);
+    assert_eq!(app.deliver("whatsapp.message.received", &body).await, 200);
+    let browser = Browser::start(390, 844).await;
+    sign_in(&browser, &app).await;
+    browser
+        .goto(&format!("{}/admin/events", app.base_url))
+        .await;
+    let cell = "tbody tr td[data-label=Message]";
+    assert!(browser.text_of(cell).await.contains(text));
+    let fits = browser
+        .execute(
+            "const cell = document.querySelector('tbody tr td[data-label=Message]').getBoundingClientRect();\
+             return [cell.left >= 0, cell.right <= window.innerWidth, cell.width > 200,\
+                     document.documentElement.scrollWidth <= window.innerWidth];",
+        )
+        .await;
+    assert_eq!(
+        fits,
+        serde_json::json!([true, true, true, true]),
+        "[left in view, right in view, wide enough to read, no sideways scroll]"
+    );
     browser.quit().await;
 }
