@@ -93,13 +93,23 @@ pub async fn show(
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no event with id {id}")))?;
     let delivery = inbox_store::get_delivery(&state.reads, event.delivery_id).await?;
+    let routes: Vec<String> = inbox_store::load_events(&state.reads, &[id])
+        .await?
+        .first()
+        .map(|stored| {
+            crate::jobs::replay::matching_routes(&state.router, stored)
+                .into_iter()
+                .map(|route| route.name.clone())
+                .collect()
+        })
+        .unwrap_or_default();
     let mut jobs = Vec::new();
     for job in job_store::handling_event(&state.reads, id).await? {
         let outbound = job_store::outbound_of(&state.reads, job.id).await?;
         jobs.push(json!({ "job": job, "outbound": outbound }));
     }
     Ok(Json(
-        json!({ "event": event, "delivery": delivery, "jobs": jobs }),
+        json!({ "event": event, "delivery": delivery, "routes": routes, "jobs": jobs }),
     ))
 }
 

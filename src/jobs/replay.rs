@@ -62,6 +62,22 @@ pub struct Replayer<'a> {
     pub schedule: Schedule<'a>,
 }
 
+/// The routes in force that `event` matches, in config order: what a replay would run, and
+/// what the admin API shows as an event's routes.
+pub fn matching_routes<'r>(
+    router: &'r Router,
+    event: &crate::inbox::store::StoredEvent,
+) -> Vec<&'r crate::router::Route> {
+    let payload = event.payload_json();
+    let routable = RoutableEvent::from_stored(
+        &event.event_type,
+        &event.webhook,
+        event.phone_number_id.as_deref(),
+        &payload,
+    );
+    router.matching(&routable)
+}
+
 impl Replayer<'_> {
     /// Replays event `event_id` at `now`; `force` also replays routes that already have a job
     /// for it.
@@ -76,16 +92,9 @@ impl Replayer<'_> {
             .pop()
             .ok_or(ReplayError::NoEvent(event_id))?;
         let existing = job_store::handling_event(self.reads, event_id).await?;
-        let payload = event.payload_json();
-        let routable = RoutableEvent::from_stored(
-            &event.event_type,
-            &event.webhook,
-            event.phone_number_id.as_deref(),
-            &payload,
-        );
         let mut replayed = Replayed::default();
         let mut new_jobs = Vec::new();
-        for route in self.router.matching(&routable) {
+        for route in matching_routes(self.router, &event) {
             replayed.matched.push(route.name.clone());
             let earlier = existing.iter().rev().find(|job| job.route == route.name);
             if let (Some(job), false) = (earlier, force) {

@@ -244,6 +244,11 @@ async fn a_dead_job_is_seen_with_its_event_and_retried_until_the_reply_is_sent()
     );
     assert_eq!(path["delivery"]["webhook"], "support");
     assert_eq!(path["delivery"]["result"], "stored");
+    assert_eq!(
+        path["routes"],
+        serde_json::json!(["late"]),
+        "the routes in force that match it"
+    );
     assert_eq!(path["jobs"][0]["job"]["state"], "dead");
 
     let job_id = job["id"].as_i64().unwrap();
