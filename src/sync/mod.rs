@@ -80,10 +80,6 @@ pub async fn sync_webhooks(
         .ok_or(SyncError::NoPublicUrl)?;
     let desired = desired_webhooks(config)?;
     let remote = remote_webhooks(config, kapso).await?;
-    for odd in &remote.undecodable {
-        tracing::warn!(webhook.id = odd.id.as_deref(), webhook.url = odd.url.as_deref(), error = %odd.error,
-            "webhook sync: Kapso listed a webhook this build cannot read; no webhook it might be is created");
-    }
     let prune = options.prune || config.sync.prune;
     let plan = plan::plan_with(
         &desired,

@@ -138,6 +138,29 @@ pub async fn run_startup_sync(
 struct Round {
     /// Whether a run has succeeded yet (the first success logs its summary at info).
     succeeded_once: bool,
+    /// The unreadable webhooks the last run warned about (id, url, error): each is warned
+    /// about once, not every `sync.interval`.
+    unreadable: Vec<(Option<String>, Option<String>, String)>,
+}
+
+impl Round {
+    /// Warns about each webhook Kapso listed that this build cannot read and the last run did
+    /// not already warn about; returns how many warnings it wrote.
+    fn warn_unreadable(&mut self, report: &SyncReport) -> usize {
+        let now: Vec<_> = report
+            .undecodable
+            .iter()
+            .map(|odd| (odd.id.clone(), odd.url.clone(), odd.error.clone()))
+            .collect();
+        let mut warned = 0;
+        for (id, url, error) in now.iter().filter(|odd| !self.unreadable.contains(odd)) {
+            tracing::warn!(webhook.id = id.as_deref(), webhook.url = url.as_deref(), error = %error,
+                "webhook sync: Kapso listed a webhook this build cannot read; no webhook it might be is created");
+            warned += 1;
+        }
+        self.unreadable = now;
+        warned
+    }
 }
 
 /// One sync, retried with backoff until it succeeds (true) or shutdown (false).
@@ -162,6 +185,7 @@ async fn sync_until_ok(
         };
         match attempt {
             Ok(report) => {
+                round.warn_unreadable(&report);
                 let changes = changes_of(&report);
                 // The first run says what it found; later ones speak only when they changed
                 // something (a webhook Kapso paused or deleted meanwhile).
@@ -266,6 +290,41 @@ mod tests {
         assert_eq!(
             SyncStatus::Retrying("Kapso rejected the API key".to_owned()).to_string(),
             "retrying: Kapso rejected the API key"
+        );
+    }
+
+    #[test]
+    fn an_unreadable_webhook_is_warned_about_once_not_every_round() {
+        let report = |ids: &[&str]| SyncReport {
+            dry_run: false,
+            entries: Vec::new(),
+            foreign: 0,
+            undecodable: ids
+                .iter()
+                .map(|id| crate::kapso::dto::UndecodableWebhook {
+                    id: Some((*id).to_owned()),
+                    url: None,
+                    error: "missing field `events`".to_owned(),
+                })
+                .collect(),
+        };
+        let mut round = Round::default();
+        assert_eq!(round.warn_unreadable(&report(&["w1"])), 1);
+        assert_eq!(
+            round.warn_unreadable(&report(&["w1"])),
+            0,
+            "the next round is quiet"
+        );
+        assert_eq!(
+            round.warn_unreadable(&report(&["w1", "w2"])),
+            1,
+            "a new one is told"
+        );
+        assert_eq!(round.warn_unreadable(&report(&[])), 0);
+        assert_eq!(
+            round.warn_unreadable(&report(&["w1"])),
+            1,
+            "back after it was gone"
         );
     }
 }
