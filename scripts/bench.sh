@@ -33,6 +33,8 @@
 #                  project's disk: a tmpfs /tmp would make fsync free and the numbers meaningless)
 #   KEEP_DB=1      keep the database directory afterwards
 #   NO_BUILD=1     skip `cargo build --release --bins`
+#   ONLY           the runs to do, by number (e.g. ONLY="4 5"; default: all); the others are
+#                  reported as not run
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -72,6 +74,8 @@ LG_PID=""
 WORKDIR=""
 
 log() { printf 'bench: %s\n' "$*" >&2; }
+# want N: whether run N is to be done (ONLY unset, or naming N).
+want() { [ -z "${ONLY:-}" ] || [[ " $ONLY " == *" $1 "* ]]; }
 # shellcheck source=scripts/lib/server.sh
 source scripts/lib/server.sh  # the working directory is the repository (see the cd above)
 
@@ -110,7 +114,11 @@ start_server() {
   wait_until_ready 10
 }
 
+INGEST_SERVER_RC="-"
+DB_SIZE="-"
+if want 1 || want 2; then
 start_server config/bench.toml
+fi
 
 # run_loadgen NAME SECONDS ARGS...: runs loadgen (bounded in time), samples CPU with top midway,
 # and leaves its output in $WORKDIR/NAME.out and CPU figures in $WORKDIR/NAME.cpu.
@@ -156,15 +164,21 @@ run_loadgen() {
 
 RC1=0
 RC2=0
-run_loadgen max "$RUN1_DURATION" --concurrency "$CONCURRENCY" || RC1=$?
-run_loadgen rate "$RUN2_DURATION" --rate "$RATE" --concurrency "$CONCURRENCY" || RC2=$?
+if want 1; then
+  run_loadgen max "$RUN1_DURATION" --concurrency "$CONCURRENCY" || RC1=$?
+fi
+if want 2; then
+  run_loadgen rate "$RUN2_DURATION" --rate "$RATE" --concurrency "$CONCURRENCY" || RC2=$?
+fi
 
-DB_SIZE="$(du -sh "$WORKDIR" 2>/dev/null | cut -f1)"
-log "stopping the server (SIGTERM)"
-SERVER_RC=""
-stop_server
-log "server exited with status ${SERVER_RC:-?}"
-INGEST_SERVER_RC="${SERVER_RC:-?}"
+if want 1 || want 2; then
+  DB_SIZE="$(du -sh "$WORKDIR" 2>/dev/null | cut -f1)"
+  log "stopping the server (SIGTERM)"
+  SERVER_RC=""
+  stop_server
+  log "server exited with status ${SERVER_RC:-?}"
+  INGEST_SERVER_RC="${SERVER_RC:-?}"
+fi
 
 # 3-5. End to end: each pass on a fresh server and database whose echo route replies to every
 #    message through e2ebench's Meta proxy (buffering off, 64 workers).
@@ -189,26 +203,47 @@ run_e2e() {
 RC3=0
 RC4=0
 RC5=0
-run_e2e e2e $((E2E_DURATION + 90)) --rate "$E2E_RATE" --duration "$E2E_DURATION" || RC3=$?
-run_e2e e2emax $((E2E_DURATION + 120)) --rate "$E2E_MAX_RATE" --duration "$E2E_DURATION" --drain 60 || RC4=$?
-run_e2e backlog 300 --backlog "$BACKLOG" --drain 120 || RC5=$?
+if want 3; then
+  run_e2e e2e $((E2E_DURATION + 90)) --rate "$E2E_RATE" --duration "$E2E_DURATION" || RC3=$?
+fi
+if want 4; then
+  run_e2e e2emax $((E2E_DURATION + 120)) --rate "$E2E_MAX_RATE" --duration "$E2E_DURATION" --drain 60 || RC4=$?
+fi
+if want 5; then
+  run_e2e backlog 300 --backlog "$BACKLOG" --drain 120 || RC5=$?
+fi
 # 7. Buffering on (2 s window): BURST_CONVERSATIONS conversations each send a burst of 3 at
 #    BURST_RATE messages/s; one reply per burst, carrying all three texts.
 RC7=0
 BURST_SECONDS=$(( (BURST_CONVERSATIONS * 3 + BURST_RATE - 1) / BURST_RATE ))
-run_e2e_config=config/bench-e2e-buffered.toml run_e2e buffered $((BURST_SECONDS + 150)) \
-  --rate "$BURST_RATE" --duration "$BURST_SECONDS" --warmup 0 --burst 3 \
-  --conversations "$BURST_CONVERSATIONS" --buffer-window-ms 2000 --drain 60 || RC7=$?
+if want 7; then
+  run_e2e_config=config/bench-e2e-buffered.toml run_e2e buffered $((BURST_SECONDS + 150)) \
+    --rate "$BURST_RATE" --duration "$BURST_SECONDS" --warmup 0 --burst 3 \
+    --conversations "$BURST_CONVERSATIONS" --buffer-window-ms 2000 --drain 60 || RC7=$?
+fi
 
 # 6. Claim cost by backlog size, on the job queue itself.
 RC6=0
-log "run claim: claimbench"
-timeout 600 target/release/claimbench --dir "$WORKDIR/claim" >"$WORKDIR/claim.out" 2>&1 || RC6=$?
+if want 6; then
+  log "run claim: claimbench"
+  timeout 600 target/release/claimbench --dir "$WORKDIR/claim" >"$WORKDIR/claim.out" 2>&1 || RC6=$?
+fi
+
+# shown NAME: a run's output, or why there is none.
+shown() {
+  if [ -f "$WORKDIR/$1.out" ]; then
+    cat "$WORKDIR/$1.out"
+  else
+    echo "  (not run: ONLY=\"${ONLY:-}\")"
+  fi
+}
 
 block() {
   local name="$1"
-  cat "$WORKDIR/$name.out"
-  cat "$WORKDIR/$name.cpu"
+  shown "$name"
+  if [ -f "$WORKDIR/$name.cpu" ]; then
+    cat "$WORKDIR/$name.cpu"
+  fi
   if [ -s "$WORKDIR/$name.top" ]; then
     echo "top -b -n2 -d1 midway (second frame):"
     sed 's/^/  /' "$WORKDIR/$name.top"
@@ -237,33 +272,34 @@ echo "--- 2. fixed rate (open loop, $RATE deliveries/s, ${RUN2_DURATION}s) [load
 block rate
 echo
 echo "--- 3. end to end (open loop, $E2E_RATE deliveries/s, ${E2E_DURATION}s, buffering off, echo reply through the Meta proxy) [e2ebench exit $RC3]"
-cat "$WORKDIR/e2e.out"
+shown e2e
 echo
 echo "--- 4. end to end at $E2E_MAX_RATE deliveries/s for ${E2E_DURATION}s [e2ebench exit $RC4]"
-cat "$WORKDIR/e2emax.out"
+shown e2emax
 echo
 echo "--- 5. backlog: $BACKLOG deliveries posted as fast as accepted, then drained [e2ebench exit $RC5]"
-cat "$WORKDIR/backlog.out"
+shown backlog
 echo
 echo "--- 7. buffering on: $BURST_CONVERSATIONS conversations x a burst of 3 at $BURST_RATE messages/s, 2 s window [e2ebench exit $RC7]"
-cat "$WORKDIR/buffered.out"
+shown buffered
 echo
 echo "--- 6. claim cost by backlog (take = the next runnable job; finish = its outcome committed) [claimbench exit $RC6]"
-cat "$WORKDIR/claim.out"
+shown claim
 echo
-THROUGHPUT="$(awk '/throughput/ { print $2; exit }' "$WORKDIR/max.out")"
-P99="$(awk '/latency ms/ { for (i = 1; i <= NF; i++) if ($i == "p99") { print $(i + 1); exit } }' "$WORKDIR/rate.out")"
-verdict() { if awk -v v="$1" -v t="$2" -v op="$3" 'BEGIN { exit !(v != "" && (op == ">=" ? v + 0 >= t : v + 0 < t)) }'; then echo PASS; else echo FAIL; fi; }
-echo "targets     max throughput >= 5000 deliveries/s: ${THROUGHPUT:-?} -> $(verdict "$THROUGHPUT" 5000 ">=")"
-echo "            p99 < 25 ms at $RATE deliveries/s:    ${P99:-?} ms -> $(verdict "$P99" 25 "<")"
-E2E_P99="$(awk '/e2e ms/ { for (i = 1; i <= NF; i++) if ($i == "p99") { print $(i + 1); exit } }' "$WORKDIR/e2e.out")"
-echo "            e2e p99 < 50 ms at $E2E_RATE events/s:   ${E2E_P99:-?} ms -> $(verdict "$E2E_P99" 50 "<")"
-MAX_RATE="$(awk '/^  rate / { print $2; exit }' "$WORKDIR/e2emax.out")"
-echo "            >= 2000 replies/s offered $E2E_MAX_RATE/s:  ${MAX_RATE:-?} -> $(verdict "$MAX_RATE" 2000 ">=")"
-DRAIN_RATE="$(awk '/^  rate / { print $2; exit }' "$WORKDIR/backlog.out")"
-echo "            backlog drains >= 2000 replies/s:   ${DRAIN_RATE:-?} -> $(verdict "$DRAIN_RATE" 2000 ">=")"
-FLUSH_P99="$(awk '/^  flushes/ { for (i = 1; i <= NF; i++) if ($i == "p99") { print $(i + 2); exit } }' "$WORKDIR/buffered.out")"
-echo "            buffers flush <= 50 ms late (p99, server): ${FLUSH_P99:-?} ms -> $(verdict "$FLUSH_P99" 50.001 "<")"
+THROUGHPUT="$(awk '/throughput/ { print $2; exit }' "$WORKDIR/max.out" 2>/dev/null || true)"
+P99="$(awk '/latency ms/ { for (i = 1; i <= NF; i++) if ($i == "p99") { print $(i + 1); exit } }' "$WORKDIR/rate.out" 2>/dev/null || true)"
+# verdict VALUE TARGET OP [RUN]: PASS or FAIL; "not run" when RUN was left out by ONLY.
+verdict() { if [ -n "${4:-}" ] && ! want "$4"; then echo "not run"; return; fi; if awk -v v="$1" -v t="$2" -v op="$3" 'BEGIN { exit !(v != "" && (op == ">=" ? v + 0 >= t : v + 0 < t)) }'; then echo PASS; else echo FAIL; fi; }
+echo "targets     max throughput >= 5000 deliveries/s: ${THROUGHPUT:-?} -> $(verdict "$THROUGHPUT" 5000 ">=" 1)"
+echo "            p99 < 25 ms at $RATE deliveries/s:    ${P99:-?} ms -> $(verdict "$P99" 25 "<" 2)"
+E2E_P99="$(awk '/e2e ms/ { for (i = 1; i <= NF; i++) if ($i == "p99") { print $(i + 1); exit } }' "$WORKDIR/e2e.out" 2>/dev/null || true)"
+echo "            e2e p99 < 50 ms at $E2E_RATE events/s:   ${E2E_P99:-?} ms -> $(verdict "$E2E_P99" 50 "<" 3)"
+MAX_RATE="$(awk '/^  rate / { print $2; exit }' "$WORKDIR/e2emax.out" 2>/dev/null || true)"
+echo "            >= 2000 replies/s offered $E2E_MAX_RATE/s:  ${MAX_RATE:-?} -> $(verdict "$MAX_RATE" 2000 ">=" 4)"
+DRAIN_RATE="$(awk '/^  rate / { print $2; exit }' "$WORKDIR/backlog.out" 2>/dev/null || true)"
+echo "            backlog drains >= 2000 replies/s:   ${DRAIN_RATE:-?} -> $(verdict "$DRAIN_RATE" 2000 ">=" 5)"
+FLUSH_P99="$(awk '/^  flushes/ { for (i = 1; i <= NF; i++) if ($i == "p99") { print $(i + 2); exit } }' "$WORKDIR/buffered.out" 2>/dev/null || true)"
+echo "            buffers flush <= 50 ms late (p99, server): ${FLUSH_P99:-?} ms -> $(verdict "$FLUSH_P99" 50.001 "<" 7)"
 if [ "$RATE" != 1000 ]; then
   echo "            (the latency target is defined at 1000 deliveries/s; RATE=$RATE)"
 fi
