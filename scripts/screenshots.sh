@@ -165,7 +165,7 @@ wd() {
     answer="$(curl -s -X "$method" "$DRIVER/session$SESSION$path")"
   fi
   if jq -e '.value.error? // empty' <<<"$answer" >/dev/null; then
-    log "WebDriver $method $path failed: $(jq -c .value <<<"$answer")"
+    log "WebDriver $method ${path:-/session} failed: ${answer:0:600}"
     exit 1
   fi
   jq -c '.value' <<<"$answer"

@@ -223,6 +223,7 @@ pub struct ListQuery {
     text: Option<String>,
     #[serde(rename = "type")]
     event_type: Option<String>,
+    flag: Option<String>,
     state: Option<String>,
     retried: Option<i64>,
 }

@@ -88,7 +88,11 @@ pub(super) fn event_rows(events: &[inbox_store::EventSummary]) -> Vec<Vec<String
             vec![
                 format!("<a href=\"/admin/events/{}\">{}</a>", e.id, e.id),
                 escape(&time(e.received_at)),
-                escape(&e.event_type),
+                format!(
+                    "{}{}",
+                    escape(&e.event_type),
+                    flag_badges(e.flags.as_deref())
+                ),
                 escape(&e.webhook),
                 e.conversation_id
                     .as_deref()
@@ -97,6 +101,16 @@ pub(super) fn event_rows(events: &[inbox_store::EventSummary]) -> Vec<Vec<String
                 escape(e.text.as_deref().unwrap_or("")),
             ]
         })
+        .collect()
+}
+
+/// An event's flags as badges after its type (`backfilled`: recovered by catch-up).
+fn flag_badges(flags: Option<&str>) -> String {
+    flags
+        .unwrap_or("")
+        .split(',')
+        .filter(|f| !f.is_empty())
+        .map(|f| format!(" <span class=\"flag\">{}</span>", escape(f)))
         .collect()
 }
 
@@ -117,9 +131,11 @@ pub async fn events(
     let csrf = signed_in(&state, &headers, false)?;
     let text = query.text.filter(|t| !t.is_empty());
     let event_type = query.event_type.filter(|t| !t.is_empty());
+    let flag = query.flag.filter(|t| !t.is_empty());
     let filter = EventFilter {
         text: text.clone(),
         event_type: event_type.clone(),
+        flag: flag.clone(),
         limit: ROWS,
         ..EventFilter::default()
     };
@@ -128,9 +144,11 @@ pub async fn events(
         "<form method=\"get\" action=\"/admin/events\" class=\"filters\">\
          <label>Text <input name=\"text\" value=\"{}\"></label>\
          <label>Type <input name=\"type\" value=\"{}\" placeholder=\"whatsapp.message.*\"></label>\
+         <label>Flag <input name=\"flag\" value=\"{}\" placeholder=\"backfilled\"></label>\
          <button type=\"submit\">Find</button></form>{}",
         escape(text.as_deref().unwrap_or("")),
         escape(event_type.as_deref().unwrap_or("")),
+        escape(flag.as_deref().unwrap_or("")),
         table(&EVENT_HEADERS, &event_rows(&events))
     );
     Ok(respond(StatusCode::OK, page("Events", Some(&csrf), &body)))

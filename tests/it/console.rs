@@ -485,3 +485,30 @@ async fn the_overview_shows_throughput_jobs_types_sync_and_catch_up_and_its_json
     assert!(live["catch_up"]["silent_webhooks"].is_array());
     assert!(live["chart"]["max"].as_f64().unwrap() >= 1.0);
 }
+
+#[tokio::test]
+async fn the_events_page_filters_by_flag_and_shows_each_events_flags() {
+    let app = TestApp::spawn_with(&admin_only()).await;
+    let plain = text_at("wamid.PLAIN", "conv-f", "hello", unix_now() - 60, false);
+    assert_eq!(app.deliver("whatsapp.message.received", &plain).await, 200);
+    let odd = serde_json::json!({"message": {"id": "wamid.ODD"}, "phone_number_id": "1"});
+    assert_eq!(app.deliver("whatsapp.something.new", &odd).await, 200);
+    let cookie = sign_in(&app).await;
+
+    let (status, all) = page(&app, "/admin/events", &cookie).await;
+    assert_eq!(status, 200);
+    assert!(
+        all.contains(r#"whatsapp.something.new <span class="flag">unknown_event_type</span>"#),
+        "{all}"
+    );
+    let (_, flagged) = page(&app, "/admin/events?flag=unknown_event_type", &cookie).await;
+    assert!(flagged.contains("whatsapp.something.new"), "{flagged}");
+    assert!(
+        !flagged.contains("hello"),
+        "only the flagged event: {flagged}"
+    );
+    assert!(
+        flagged.contains(r#"name="flag" value="unknown_event_type""#),
+        "{flagged}"
+    );
+}
