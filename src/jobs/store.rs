@@ -521,12 +521,15 @@ pub struct OutboundRow {
     pub body: String,
 }
 
+/// The columns of an [`OutboundRow`], for every query that reads one.
+const OUTBOUND_COLUMNS: &str =
+    "id, job_id, seq, phone_number_id, action, state, wamid, created_at, sent_at, body";
+
 /// The outbound rows of job `job_id`, in send order.
 pub async fn outbound_of(pool: &SqlitePool, job_id: i64) -> Result<Vec<OutboundRow>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT id, job_id, seq, phone_number_id, action, state, wamid, created_at, sent_at, body
-         FROM outbound WHERE job_id = ? ORDER BY seq",
-    )
+    sqlx::query_as(&format!(
+        "SELECT {OUTBOUND_COLUMNS} FROM outbound WHERE job_id = ? ORDER BY seq"
+    ))
     .bind(job_id)
     .fetch_all(pool)
     .await
@@ -549,13 +552,12 @@ pub async fn outbound_of_conversation(
     conversation: &str,
     limit: i64,
 ) -> Result<Vec<OutboundRow>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT * FROM (SELECT o.id, o.job_id, o.seq, o.phone_number_id, o.action, o.state,
-                               o.wamid, o.created_at, o.sent_at, o.body
-                        FROM outbound AS o JOIN jobs AS j ON j.id = o.job_id
-                        WHERE j.conversation = ?1 ORDER BY o.id DESC LIMIT ?2)
-         ORDER BY id",
-    )
+    sqlx::query_as(&format!(
+        "SELECT * FROM (SELECT {OUTBOUND_COLUMNS} FROM outbound
+                        WHERE job_id IN (SELECT id FROM jobs WHERE conversation = ?1)
+                        ORDER BY id DESC LIMIT ?2)
+         ORDER BY id"
+    ))
     .bind(conversation)
     .bind(limit)
     .fetch_all(pool)
