@@ -8,8 +8,9 @@ use serde_json::{json, Value};
 
 use super::{page_size, AdminApiState, ApiError};
 use crate::inbox::store::{self as inbox_store, EventFilter};
-use crate::jobs::replay::{ReplayError, Replayer, Schedule};
+use crate::jobs::replay::{ReplayError, Replayer};
 use crate::jobs::store as job_store;
+use crate::jobs::Reach;
 
 /// `GET /admin/api/events` filters; every one optional.
 #[derive(Debug, Default, Deserialize)]
@@ -148,7 +149,7 @@ pub async fn replay(
         writer: &state.writer,
         reads: &state.reads,
         router: &state.router,
-        schedule: Schedule::InProcess {
+        schedule: Reach::InProcess {
             queue: state.queue.as_ref(),
             priority: &state.priority,
         },

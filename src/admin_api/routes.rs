@@ -6,7 +6,8 @@ use axum::Json;
 use serde_json::{json, Value};
 
 use super::{AdminApiState, ApiError};
-use crate::jobs::pause::{Apply, Changed, PauseError, Pauser, Surface};
+use crate::jobs::pause::{Changed, PauseError, Pauser, Surface};
+use crate::jobs::Reach;
 
 impl AdminApiState {
     /// The pause operation over this server's routes and job schedule.
@@ -15,7 +16,7 @@ impl AdminApiState {
             writer: &self.writer,
             reads: &self.reads,
             router: &self.router,
-            apply: Apply::InProcess {
+            apply: Reach::InProcess {
                 queue: self.queue.as_ref(),
                 priority: &self.priority,
             },

@@ -9,7 +9,8 @@ use super::table::{format_ms, one_line, print_table};
 use super::EventsCommand;
 use crate::config::Config;
 use crate::inbox::store::{self, EventFilter, QuarantineEntry};
-use crate::jobs::replay::{Replayer, Schedule};
+use crate::jobs::replay::Replayer;
+use crate::jobs::Reach;
 use crate::router::Router;
 
 /// `--since`: a duration such as `30m`, `6h` or `2d`, in milliseconds.
@@ -222,7 +223,7 @@ pub async fn replay(
         writer: pool,
         reads: pool,
         router: &router,
-        schedule: Schedule::ByRequest,
+        schedule: Reach::ByRequest,
     };
     let replayed = replayer.replay(id, force, crate::clock::now_ms()).await?;
     if json {

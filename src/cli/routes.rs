@@ -8,7 +8,8 @@ use sqlx::SqlitePool;
 
 use super::table::{format_ms, print_table};
 use crate::config::Config;
-use crate::jobs::pause::{Apply, Changed, PauseError, Pauser, RouteStatus, Surface};
+use crate::jobs::pause::{Changed, PauseError, Pauser, RouteStatus, Surface};
+use crate::jobs::Reach;
 use crate::router::Router;
 
 #[derive(Debug, Subcommand)]
@@ -49,7 +50,7 @@ pub async fn routes(
         writer: pool,
         reads: pool,
         router: &router,
-        apply: Apply::ByRequest,
+        apply: Reach::ByRequest,
     };
     let now = crate::clock::now_ms();
     match command {

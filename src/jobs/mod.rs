@@ -15,6 +15,30 @@ use crate::router::Route;
 pub use store::NewJob;
 use store::{ClaimedJob, UnfinishedJob};
 
+/// How an operator's change (a replay, a pause) reaches the job schedule: this process's own
+/// (the server's admin API and console), or the running server's, through a request table it
+/// reads every `jobs.poll_interval_ms` (the command line; when no server runs, the next one
+/// loads the change at startup).
+pub enum Reach<'a> {
+    /// This process's schedule, after its own inbox writes.
+    InProcess {
+        queue: &'a dyn queue::JobQueue,
+        priority: &'a crate::write_priority::WritePriority,
+    },
+    /// The running server, asked through a request row written with the change.
+    ByRequest,
+}
+
+impl Reach<'_> {
+    /// In process, waits until the inbox's urgent writes are through (operator writes come
+    /// after the pipeline's); by request, there is nothing to wait for.
+    pub async fn after_urgent(&self) {
+        if let Reach::InProcess { priority, .. } = self {
+            priority.after_urgent().await;
+        }
+    }
+}
+
 /// The key that makes a route's jobs for one conversation run one at a time.
 pub fn ordering_key(route: &str, conversation: Option<&str>) -> Option<String> {
     conversation.map(|c| format!("{route}\u{1f}{c}"))

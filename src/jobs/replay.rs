@@ -8,12 +8,10 @@
 use serde::Serialize;
 use sqlx::SqlitePool;
 
-use super::queue::JobQueue;
 use super::store as job_store;
-use super::NewJob;
+use super::{NewJob, Reach};
 use crate::inbox::store as inbox_store;
 use crate::router::{RoutableEvent, Router};
-use crate::write_priority::WritePriority;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
@@ -42,24 +40,13 @@ pub struct SkippedRoute {
     pub state: String,
 }
 
-/// Who runs a replay's jobs.
-pub enum Schedule<'a> {
-    /// This process's job schedule (the server's admin API), after its own inbox writes.
-    InProcess {
-        queue: &'a dyn JobQueue,
-        priority: &'a WritePriority,
-    },
-    /// The running server, asked through `job_requests` as `switchboard jobs retry` does (or,
-    /// when none runs, the next one to start).
-    ByRequest,
-}
-
 /// Where a replay reads and writes, and who schedules its jobs.
 pub struct Replayer<'a> {
     pub writer: &'a SqlitePool,
     pub reads: &'a SqlitePool,
     pub router: &'a Router,
-    pub schedule: Schedule<'a>,
+    /// Who runs its jobs: by request, through `job_requests` as `switchboard jobs retry` does.
+    pub schedule: Reach<'a>,
 }
 
 /// The routes in force that `event` matches, in config order: what a replay would run, and
@@ -110,13 +97,11 @@ impl Replayer<'_> {
         if new_jobs.is_empty() {
             return Ok(replayed);
         }
-        if let Schedule::InProcess { priority, .. } = &self.schedule {
-            priority.after_urgent().await;
-        }
+        self.schedule.after_urgent().await;
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
         let ids = job_store::enqueue_all(&mut tx, &new_jobs, now).await?;
         job_store::mark_replay(&mut tx, &ids).await?;
-        if let Schedule::ByRequest = self.schedule {
+        if let Reach::ByRequest = self.schedule {
             for id in &ids {
                 job_store::request_run(&mut tx, *id, now, false).await?;
             }
@@ -127,7 +112,7 @@ impl Replayer<'_> {
             .map(|job| job.route.clone())
             .zip(ids.iter().copied())
             .collect();
-        if let Schedule::InProcess { queue, .. } = &self.schedule {
+        if let Reach::InProcess { queue, .. } = &self.schedule {
             queue.offer(NewJob::all_committed(new_jobs, ids, now));
         }
         Ok(replayed)

@@ -10,9 +10,8 @@ pub mod store;
 use serde::Serialize;
 use sqlx::SqlitePool;
 
-use super::queue::JobQueue;
+use super::Reach;
 use crate::router::Router;
-use crate::write_priority::WritePriority;
 pub use store::{JobCounts, RoutePause};
 
 #[derive(Debug, thiserror::Error)]
@@ -68,24 +67,13 @@ pub struct Changed {
     pub route: RouteStatus,
 }
 
-/// Who applies a change to the job schedule.
-pub enum Apply<'a> {
-    /// This process's schedule (the server's admin API and console), at once.
-    InProcess {
-        queue: &'a dyn JobQueue,
-        priority: &'a WritePriority,
-    },
-    /// The running server, asked through `route_pause_requests` (it reads them every
-    /// `jobs.poll_interval_ms`); when none runs, the next one loads the pauses at startup.
-    ByRequest,
-}
-
 /// Where pauses are read and written, the routes in force, and who applies them.
 pub struct Pauser<'a> {
     pub writer: &'a SqlitePool,
     pub reads: &'a SqlitePool,
     pub router: &'a Router,
-    pub apply: Apply<'a>,
+    /// Who applies it: by request, through `route_pause_requests`.
+    pub apply: Reach<'a>,
 }
 
 impl Pauser<'_> {
@@ -154,9 +142,7 @@ impl Pauser<'_> {
         by: Surface,
         now: i64,
     ) -> Result<Changed, PauseError> {
-        if let Apply::InProcess { priority, .. } = &self.apply {
-            priority.after_urgent().await;
-        }
+        self.apply.after_urgent().await;
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
         let changed = if pause {
             store::pause(&mut tx, route, by.name(), now).await?
@@ -164,12 +150,12 @@ impl Pauser<'_> {
             store::resume(&mut tx, route).await?
         };
         if changed {
-            if let Apply::ByRequest = self.apply {
+            if let Reach::ByRequest = self.apply {
                 store::request_reload(&mut tx, route, now).await?;
             }
         }
         tx.commit().await?;
-        if let Apply::InProcess { queue, .. } = &self.apply {
+        if let Reach::InProcess { queue, .. } = &self.apply {
             // Always, not only on a change: it also applies what another process asked for.
             queue.reload_pauses(self.reads).await?;
         }
