@@ -43,6 +43,15 @@ fn line_config(sim: &SimulatedKapso, routes: &str, catch_up_keys: &str) -> Strin
     )
 }
 
+/// Delivers `payload` to the `line` webhook as Kapso would (signed); the answer's status.
+async fn deliver_on_line(app: &TestApp, event_type: &str, payload: &Value) -> u16 {
+    let bytes = serde_json::to_vec(payload).unwrap();
+    app.deliver_signed("line", LINE_SECRET, event_type, &bytes)
+        .await
+        .status()
+        .as_u16()
+}
+
 /// A sample context whose messages were sent `ago_s` seconds ago.
 fn context(ago_s: i64) -> SampleContext {
     SampleContext {
@@ -171,11 +180,7 @@ async fn messages_kapso_gave_up_on_are_caught_up_on_start_and_answered_once() {
 
     // Kapso's late delivery of one of them is a duplicate: stored once, answered once.
     let late = samples::text_received(&ctx, "wamid.MISSED2", "hello??");
-    let bytes = serde_json::to_vec(&late).unwrap();
-    let answer = app
-        .deliver_signed("line", LINE_SECRET, RECEIVED, &bytes)
-        .await;
-    assert_eq!(answer.status(), 200);
+    assert_eq!(deliver_on_line(&app, RECEIVED, &late).await, 200);
     assert_eq!(app.count("events").await, 3);
     let metrics = app.metrics().await;
     assert!(
@@ -305,11 +310,7 @@ async fn an_old_backfilled_message_is_stored_but_not_answered() {
 
     // A message a webhook delivers goes to both routes.
     let live = samples::text_received(&context(0), "wamid.LIVE", "hello");
-    let bytes = serde_json::to_vec(&live).unwrap();
-    let answer = app
-        .deliver_signed("line", LINE_SECRET, RECEIVED, &bytes)
-        .await;
-    assert_eq!(answer.status(), 200);
+    assert_eq!(deliver_on_line(&app, RECEIVED, &live).await, 200);
     settled_jobs(&app, 4).await;
     let mut replies: Vec<String> = sim
         .sends()
@@ -525,15 +526,7 @@ async fn a_webhook_silent_while_catch_up_keeps_finding_messages_is_a_likely_deli
     let app = TestApp::spawn_with(&line_config(&sim, "", "on_startup = false\n")).await;
     // The webhook works: one live delivery.
     let live = samples::text_received(&context(1), "wamid.LIVE", "hi");
-    let answer = app
-        .deliver_signed(
-            "line",
-            LINE_SECRET,
-            RECEIVED,
-            &serde_json::to_vec(&live).unwrap(),
-        )
-        .await;
-    assert_eq!(answer.status(), 200);
+    assert_eq!(deliver_on_line(&app, RECEIVED, &live).await, 200);
     let mut app = app;
     app.stop().await;
     let config = Config::load(&app.config_path()).unwrap();
@@ -579,15 +572,7 @@ async fn status_changes_kapso_gave_up_on_are_caught_up_as_the_messages_current_s
     assert_eq!(catch_up_done(&app).await["found"], 0);
     let ctx = context(1);
     let live = samples::text_received(&ctx, "wamid.ASK", "where is my order?");
-    let answer = app
-        .deliver_signed(
-            "line",
-            LINE_SECRET,
-            RECEIVED,
-            &serde_json::to_vec(&live).unwrap(),
-        )
-        .await;
-    assert_eq!(answer.status(), 200);
+    assert_eq!(deliver_on_line(&app, RECEIVED, &live).await, 200);
     settled_jobs(&app, 1).await;
     let reply = sim.sends().pop().expect("the echo reply");
     app.stop().await;
@@ -630,11 +615,10 @@ async fn status_changes_kapso_gave_up_on_are_caught_up_as_the_messages_current_s
     );
 
     // Kapso's late `read` webhook is a duplicate.
-    let late = serde_json::to_vec(&statuses[1]).unwrap();
-    let answer = app
-        .deliver_signed("line", LINE_SECRET, "whatsapp.message.read", &late)
-        .await;
-    assert_eq!(answer.status(), 200);
+    assert_eq!(
+        deliver_on_line(&app, "whatsapp.message.read", &statuses[1]).await,
+        200
+    );
     assert_eq!(
         app.count("events").await,
         2,
