@@ -95,11 +95,7 @@ fn status_target(config: &Config, phone_number_id: &str) -> Option<StatusTarget>
             let event_types: Vec<String> = w
                 .effective_events()
                 .into_iter()
-                .filter(|e| {
-                    payload::STATUSES
-                        .iter()
-                        .any(|s| payload::status_event_type(s).as_deref() == Some(e.as_str()))
-                })
+                .filter(|e| payload::is_status_event(e))
                 .collect();
             (!event_types.is_empty()).then(|| StatusTarget {
                 webhook: w.name.clone(),

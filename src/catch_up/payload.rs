@@ -13,13 +13,21 @@ pub const RECEIVED: &str = "whatsapp.message.received";
 
 /// The statuses of an outbound message that have a webhook event (`whatsapp.message.{status}`);
 /// Kapso's `pending` has none.
-pub const STATUSES: [&str; 4] = ["sent", "delivered", "read", "failed"];
+const STATUSES: [&str; 4] = ["sent", "delivered", "read", "failed"];
+const MESSAGE_EVENT: &str = "whatsapp.message.";
 
 /// The status event type of an outbound message's `status`, if it has one.
 pub fn status_event_type(status: &str) -> Option<String> {
     STATUSES
         .contains(&status)
-        .then(|| format!("whatsapp.message.{status}"))
+        .then(|| format!("{MESSAGE_EVENT}{status}"))
+}
+
+/// Whether `event_type` is the event of an outbound message's status.
+pub fn is_status_event(event_type: &str) -> bool {
+    event_type
+        .strip_prefix(MESSAGE_EVENT)
+        .is_some_and(|status| STATUSES.contains(&status))
 }
 
 /// The event a webhook would have delivered for `item` (one element of `listMessages`' `data`),

@@ -229,7 +229,7 @@ impl LocalQueue {
             .write(|conn| Box::pin(async move { store::take_requests(conn).await }))
             .await?;
         let ids: Vec<i64> = requests.iter().map(|(id, _)| *id).collect();
-        let were_dead: std::collections::HashSet<i64> = requests
+        let were_dead: HashSet<i64> = requests
             .iter()
             .filter(|(_, was_dead)| *was_dead)
             .map(|(id, _)| *id)
