@@ -59,6 +59,19 @@ pub enum DbError {
     },
 }
 
+/// A migrated database in a fresh temporary directory, for tests; it lives as long as the
+/// directory.
+#[cfg(test)]
+pub(crate) async fn temp_database() -> (tempfile::TempDir, SqlitePool) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let storage = StorageConfig {
+        url: format!("sqlite://{}", dir.path().join("switchboard.db").display()),
+        ..StorageConfig::default()
+    };
+    let pool = open_for_server(&storage).await.expect("open");
+    (dir, pool)
+}
+
 /// Opens (creating if needed) the database for the server and applies pending migrations.
 pub async fn open_for_server(storage: &StorageConfig) -> Result<SqlitePool, DbError> {
     let path = storage

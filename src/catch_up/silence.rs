@@ -82,7 +82,6 @@ pub fn delivery_problem(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::StorageConfig;
     use crate::db;
 
     async fn delivery(pool: &SqlitePool, webhook: &str, received_at: i64) {
@@ -97,20 +96,9 @@ mod tests {
         .expect("insert delivery");
     }
 
-    /// A migrated database in a temporary directory (kept while the directory lives).
-    async fn fresh_pool() -> (tempfile::TempDir, SqlitePool) {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let storage = StorageConfig {
-            url: format!("sqlite://{}", dir.path().join("switchboard.db").display()),
-            ..StorageConfig::default()
-        };
-        let pool = db::open_for_server(&storage).await.expect("open");
-        (dir, pool)
-    }
-
     #[tokio::test]
     async fn each_webhook_reports_its_newest_delivery_and_how_long_it_has_been_silent() {
-        let (_dir, pool) = fresh_pool().await;
+        let (_dir, pool) = db::temp_database().await;
         delivery(&pool, "support", 1_000).await;
         delivery(&pool, "sales", 2_000).await;
         delivery(&pool, "support", 5_000).await;
@@ -127,7 +115,7 @@ mod tests {
 
     #[tokio::test]
     async fn catch_ups_own_rows_are_not_deliveries_of_the_webhook() {
-        let (_dir, pool) = fresh_pool().await;
+        let (_dir, pool) = db::temp_database().await;
         delivery(&pool, "support", 1_000).await;
         sqlx::query(
             "INSERT INTO deliveries (webhook, received_at, body_bytes, batch, result, event_header)

@@ -7,7 +7,6 @@ use tokio_util::sync::CancellationToken;
 
 use super::*;
 use crate::clock::ManualTime;
-use crate::config::StorageConfig;
 use crate::db;
 
 const DAY_MS: i64 = 24 * 60 * 60 * 1000;
@@ -15,16 +14,6 @@ const DAY_MS: i64 = 24 * 60 * 60 * 1000;
 const NOW: i64 = 100 * DAY_MS;
 const OLD: i64 = NOW - 40 * DAY_MS;
 const NEW: i64 = NOW - DAY_MS;
-
-async fn database() -> (tempfile::TempDir, SqlitePool) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let storage = StorageConfig {
-        url: format!("sqlite://{}", dir.path().join("switchboard.db").display()),
-        ..StorageConfig::default()
-    };
-    let pool = db::open_for_server(&storage).await.expect("open");
-    (dir, pool)
-}
 
 async fn event(pool: &SqlitePool, key: &str, received_at: i64) -> i64 {
     sqlx::query_scalar(
@@ -209,7 +198,7 @@ async fn fixture(pool: &SqlitePool) -> Fixture {
 
 #[tokio::test]
 async fn old_rows_go_and_rows_still_needed_stay() {
-    let (_dir, pool) = database().await;
+    let (_dir, pool) = db::temp_database().await;
     let f = fixture(&pool).await;
     let pruned = prune(&pool, &default_cutoffs(), &pacing(1000), None)
         .await
@@ -261,7 +250,7 @@ async fn old_rows_go_and_rows_still_needed_stay() {
 
 #[tokio::test]
 async fn the_dry_run_count_matches_the_real_run_and_deletes_nothing() {
-    let (_dir, pool) = database().await;
+    let (_dir, pool) = db::temp_database().await;
     fixture(&pool).await;
     let tables = [
         "events",
@@ -289,7 +278,7 @@ async fn the_dry_run_count_matches_the_real_run_and_deletes_nothing() {
 
 #[tokio::test]
 async fn ages_set_to_off_keep_rows() {
-    let (_dir, pool) = database().await;
+    let (_dir, pool) = db::temp_database().await;
     fixture(&pool).await;
     let config = RetentionConfig::parse_only(
         "t.toml",
@@ -312,7 +301,7 @@ async fn ages_set_to_off_keep_rows() {
 
 #[tokio::test]
 async fn batches_are_bounded_by_the_batch_size() {
-    let (_dir, pool) = database().await;
+    let (_dir, pool) = db::temp_database().await;
     for i in 0..25 {
         let id = event(&pool, &format!("e{i}"), OLD).await;
         job(&pool, "done", &[id], Some(OLD)).await;
@@ -347,7 +336,7 @@ async fn batches_are_bounded_by_the_batch_size() {
 
 #[tokio::test]
 async fn pruning_waits_while_the_inbox_waits_for_the_connection() {
-    let (_dir, pool) = database().await;
+    let (_dir, pool) = db::temp_database().await;
     event(&pool, "old", OLD).await;
     let pacing = pacing(1000);
     let urgent = pacing.priority.as_ref().expect("priority").urgent();
@@ -364,7 +353,7 @@ async fn pruning_waits_while_the_inbox_waits_for_the_connection() {
 
 #[tokio::test]
 async fn the_server_loop_prunes_every_interval_on_its_clock() {
-    let (_dir, pool) = database().await;
+    let (_dir, pool) = db::temp_database().await;
     let time = ManualTime::starting_at(NOW);
     let id = event(&pool, "soon-old", NOW - 7 * DAY_MS + 60_000).await;
     let shutdown = CancellationToken::new();
@@ -397,7 +386,7 @@ async fn the_server_loop_prunes_every_interval_on_its_clock() {
 /// all its candidates.
 #[tokio::test]
 async fn deletions_use_an_index() {
-    let (_dir, pool) = database().await;
+    let (_dir, pool) = db::temp_database().await;
     for pass in Pass::ALL {
         for (table, sql) in pass.statements() {
             let rows: Vec<(i64, i64, i64, String)> =
